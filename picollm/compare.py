@@ -1,0 +1,57 @@
+"""The model comparison table: metrics/models.json, and the same table as Markdown.
+
+The Markdown goes to reports/models.md and into README.md between the `results` markers, so the
+README's numbers are always the pipeline's, never hand-edited.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from picollm.errors import PicoError
+from picollm.io import write_text
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def comparison_rows(models: dict[str, dict], evals: dict[str, dict], train_logs: dict[str, dict]) -> list[dict]:
+    rows = []
+    for name, spec in models.items():
+        ev, log = evals[name], train_logs[name]
+        rows.append({
+            "model": name,
+            "family": spec["family"],
+            "variant": spec.get("preset") or spec.get("variant") or spec["family"],
+            "params": ev["params"],
+            "train_tokens": log["tokens_seen"],
+            "val_loss": ev["val_loss"],
+            "val_bpb": ev["val_bpb"],
+            "floor_gap_bpb": ev.get("floor_gap_bpb"),
+            "floor_gap_pct": ev.get("floor_gap_pct"),
+        })
+    return sorted(rows, key=lambda row: row["val_bpb"])
+
+
+def markdown_table(rows: list[dict], floor_bpb: float | None, unigram_bpb: float) -> str:
+    lines = [
+        "| model | kind | params | train tokens | val loss | val bpb | gap to floor |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        gap = f"{r['floor_gap_bpb']:+.3f} ({r['floor_gap_pct']:.1f}%)" if r["floor_gap_bpb"] is not None else "n/a"
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['params']:,} | {r['train_tokens']:,} | {r['val_loss']:.3f} | {r['val_bpb']:.3f} | {gap} |"
+        )
+    lines.append(f"| *unigram baseline* | | | | | {unigram_bpb:.3f} | |")
+    if floor_bpb is not None:
+        lines.append(f"| *entropy floor* | | | | | {floor_bpb:.3f} | 0 |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise PicoError(f"{readme} has no '{BEGIN}' ... '{END}' section for the results table; add the two markers")
+    write_text(readme, pattern.sub(lambda _: f"{BEGIN}\n{table}{END}", text))

@@ -1,0 +1,104 @@
+"""Token caches: one flat array per split, memory-mapped for training and evaluation.
+
+Layout: `<|eot|> doc_1 <|eot|> doc_2 <|eot|> ... doc_n <|eot|>`. The leading separator means
+every document is predicted from the same "start of text" context, and the trailing one means
+a model pays for knowing where each document ends, exactly like the story generator does.
+Ids are uint16 while the vocab fits (uint32 beyond 65535).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from picollm.errors import PicoError
+from picollm.io import atomic_open
+from picollm.tokenizer import Tokenizer
+
+ENCODE_CHUNK = 4096  # documents per encode_batch call: bounded memory, still parallel
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
+
+
+def write_token_cache(texts: list[str], tokenizer: Tokenizer, path: str | Path, threads: int) -> dict:
+    """Encode `texts` into `path`; returns counts and encode throughput (bytes/s)."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    eot = np.array([tokenizer.eot_id], dtype=dtype)
+    total_tokens, total_bytes, seconds = 1, 0, 0.0
+    with atomic_open(path, "wb") as handle:
+        handle.write(eot.tobytes())
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunk = texts[start : start + ENCODE_CHUNK]
+            began = time.perf_counter()
+            encoded = tokenizer.encode_batch(chunk, threads=threads)
+            seconds += time.perf_counter() - began
+            total_bytes += sum(len(t.encode("utf-8")) for t in chunk)
+            for ids in encoded:
+                handle.write(np.asarray(ids, dtype=dtype).tobytes())
+                handle.write(eot.tobytes())
+                total_tokens += len(ids) + 1
+    return {"tokens": total_tokens, "bytes": total_bytes, "encode_seconds": seconds}
+
+
+@dataclass
+class TokenStream:
+    """A split's token cache, opened once as a read-only memmap."""
+
+    path: Path
+    tokens: np.memmap
+
+    @classmethod
+    def open(cls, path: str | Path, vocab_size: int) -> "TokenStream":
+        path = Path(path)
+        if not path.is_file():
+            raise PicoError(f"{path} does not exist; run `dvc repro tokenize` first")
+        dtype = token_dtype(vocab_size)
+        if path.stat().st_size % dtype.itemsize:
+            raise PicoError(f"{path} has a size that is not a whole number of {dtype} tokens; it is damaged, rerun `dvc repro tokenize`")
+        return cls(path, np.memmap(path, dtype=dtype, mode="r"))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def check_block_size(self, block_size: int, what: str) -> None:
+        if len(self) < block_size + 2:
+            raise PicoError(
+                f"{self.path} holds {len(self)} tokens, too few for {what} block_size {block_size}; "
+                "lower train.block_size or add data"
+            )
+
+    def batch(self, generator: torch.Generator, batch_size: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A seeded random crop: inputs and next-token targets, both (batch, block_size).
+
+        Only the rows of the batch are copied out of the memmap (one fancy-indexing gather).
+        """
+        starts = torch.randint(len(self) - block_size - 1, (batch_size,), generator=generator).numpy()
+        rows = self.tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:]
+
+    def windows(self, block_size: int, stride: int):
+        """Sliding windows covering every position once for scoring.
+
+        Yields (start, inputs, targets, first_scored): the first window scores all its
+        positions; later ones score only their last `stride` positions, so every scored token
+        sees at least block_size - stride tokens of context.
+        """
+        n = len(self) - 1  # number of predictions
+        start = 0
+        first_scored = 0
+        while True:
+            end = min(start + block_size, n)
+            chunk = torch.from_numpy(self.tokens[start : end + 1].astype(np.int64))
+            yield start, chunk[:-1], chunk[1:], first_scored
+            if end >= n:
+                return
+            next_start = min(start + stride, max(n - block_size, 0))
+            first_scored = end - next_start
+            start = next_start

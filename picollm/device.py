@@ -1,0 +1,74 @@
+"""Device, precision and process-group setup shared by training, evaluation and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from picollm.errors import PicoError
+
+
+def resolve_device(requested: str, allow_fallback: bool = False, announce: bool = True) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU. An unavailable explicit choice is an error unless fallback is allowed."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        chosen = next(name for name in ("cuda", "mps", "cpu") if available[name])
+    elif available.get(requested, False):
+        chosen = requested
+    elif allow_fallback:
+        chosen = "cpu"
+    else:
+        raise PicoError(
+            f"train.device = {requested!r} is not available on this machine; use 'auto' or 'cpu', "
+            "or set train.allow_device_fallback: true"
+        )
+    if announce:
+        print(f"device: {chosen} (asked for {requested})", file=sys.stderr)
+    return torch.device(chosen)
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast where asked; fp32 runs with no context at all."""
+    if dtype == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_process_group(device: torch.device) -> ProcessGroup:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return ProcessGroup()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    group = ProcessGroup(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(group.local_rank)
+    return group
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    # Deterministic kernels where torch has them; warn (not fail) for ops that lack one on GPU.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

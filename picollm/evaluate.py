@@ -1,0 +1,90 @@
+"""Evaluation: exact held-out loss, bits per byte, the gap to the entropy floor, and samples.
+
+Every token of a split is scored exactly once, with sliding windows (stride = half the
+context), so documents longer than the context are still scored with ample history. Bits per
+byte divide the total NLL by the split's UTF-8 bytes, which makes models with different
+tokenizers comparable to each other and to the generator's entropy floor.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from picollm.checkpoint import load_checkpoint
+from picollm.data.tokens import TokenStream
+from picollm.errors import PicoError
+from picollm.models.base import LanguageModel
+from picollm.models.registry import model_from_config
+from picollm.tokenizer import Tokenizer
+
+LN2 = math.log(2.0)
+
+
+def load_model(path: str | Path, tokenizer: Tokenizer | None = None) -> LanguageModel:
+    """A trained model from its checkpoint, checked against the tokenizer when given."""
+    payload = load_checkpoint(path, tokenizer_identity=tokenizer.identity if tokenizer else None)
+    model = model_from_config(payload["family"], payload["config"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise PicoError(f"{path}: its weights do not fit its recorded config ({str(err).splitlines()[0]})") from None
+    return model.eval()
+
+
+@torch.inference_mode()
+def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_windows: int = 16) -> tuple[float, int]:
+    """Total NLL in nats over every prediction in the split, and the number of predictions."""
+    block_size = min(block_size, model.max_context)
+    stride = max(1, block_size // 2)
+    total, count = 0.0, 0
+    pending: list = []
+
+    def flush() -> None:
+        nonlocal total, count
+        # Windows of equal length batch together; the last short one runs alone.
+        by_len: dict[int, list] = {}
+        for item in pending:
+            by_len.setdefault(len(item[0]), []).append(item)
+        for items in by_len.values():
+            x = torch.stack([i[0] for i in items])
+            y = torch.stack([i[1] for i in items])
+            logp = torch.log_softmax(model(x).float(), dim=-1)
+            nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            for row, (_, _, first) in enumerate(items):
+                total += nll[row, first:].double().sum().item()
+                count += nll.size(1) - first
+        pending.clear()
+
+    for _, x, y, first in stream.windows(block_size, stride):
+        pending.append((x, y, first))
+        if len(pending) == batch_windows:
+            flush()
+    flush()
+    return total, count
+
+
+def unigram_bpb(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int, eval_bytes: int) -> float:
+    """Bits per byte of an add-one-smoothed unigram model fit on train: the 'no context' baseline."""
+    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    nll = -logp[eval_tokens[1:]].sum()  # the leading separator is context, not a prediction
+    return float(nll / LN2 / eval_bytes)
+
+
+def eval_metrics(model, streams: dict[str, TokenStream], split_bytes: dict[str, int], block_size: int, floor_bpb, unigram) -> dict:
+    metrics: dict = {"params": model.num_params()}
+    for split, stream in streams.items():
+        nll, count = split_nll(model, stream, block_size)
+        metrics[f"{split}_loss"] = round(nll / count, 6)
+        metrics[f"{split}_ppl"] = round(math.exp(nll / count), 4)
+        metrics[f"{split}_bpb"] = round(nll / LN2 / split_bytes[split], 6)
+    metrics["unigram_val_bpb"] = round(unigram, 6)
+    metrics["entropy_floor_bpb"] = floor_bpb
+    if floor_bpb:
+        metrics["floor_gap_bpb"] = round(metrics["val_bpb"] - floor_bpb, 6)
+        metrics["floor_gap_pct"] = round(100.0 * (metrics["val_bpb"] / floor_bpb - 1.0), 3)
+    return metrics

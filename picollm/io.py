@@ -1,0 +1,82 @@
+"""Atomic, crash-safe file output.
+
+Every output the pipeline writes goes through here: write to a temporary file in the same
+directory, fsync it, then rename over the target. A crash (or a full disk) at any moment leaves
+either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from picollm.errors import PicoError
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open a temp file beside `path`; on success fsync and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as err:
+        _remove_quietly(tmp_name)
+        raise PicoError(f"could not write {path}: {err.strerror or err}; the previous file, if any, is untouched") from err
+    except BaseException:
+        _remove_quietly(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike, payload: object) -> None:
+    """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> object:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PicoError(f"{path} does not exist; run the stage that produces it (dvc repro)") from None
+    except json.JSONDecodeError as err:
+        raise PicoError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself is only durable once the directory entry is flushed.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,124 @@
+"""The interface every pico-llm model implements, plus the config checks the families share.
+
+A model maps token ids (B, T) to next-token logits (B, T, V): the logits at position t predict
+token t+1 from tokens 0..t only (causal). Besides `forward` (training, evaluation, the
+no-cache decoding reference) every model can decode incrementally:
+
+    state = model.init_state(batch_size)          # nothing seen yet
+    logits, state = model.step(prompt, state)     # prefill: several tokens at once
+    logits, state = model.step(next_token, state) # then one (or more) at a time
+
+and the logits of `step` equal those of `forward` on the whole sequence. What the state holds is
+the family's business (a KV cache, the LSTM's (h, c), the k-gram's token window); callers treat
+it as opaque and always continue from the state `step` returned.
+
+Config checks raise `PicoError` naming the params path, e.g. `models.tiny.d_model=100 ...`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from picollm.errors import PicoError
+
+# The design caps depth: deeper models do not fit the CPU budget the comparison is run under.
+MAX_LAYERS = 10
+
+
+class LanguageModel(nn.Module):
+    """Base class of the k-gram MLP, the LSTM and the transformer."""
+
+    family: ClassVar[str]
+    config: Any  # the family's config dataclass; asdict(config) is what checkpoints store
+
+    @property
+    def max_context(self) -> int:
+        """The longest input `forward` accepts (and the most tokens a decoding state holds)."""
+        return self.config.max_seq_len
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int) -> object:
+        raise NotImplementedError
+
+    def step(self, idx: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        raise NotImplementedError
+
+    def num_params(self) -> int:
+        """Trainable parameters; `parameters()` yields a tied weight once, so it is counted once."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def flops_per_token(self, context_len: int) -> float:
+        raise NotImplementedError
+
+    def matmul_weight_count(self) -> int:
+        """Weights that multiply activations (Linear and Conv1d weights, incl. a tied head).
+
+        Biases and norm gains are elementwise and lookups (embeddings, position tables) are
+        gathers, so neither contributes matmul FLOPs. A tied weight is counted once, as the head
+        (the lookup use of the same tensor is free)."""
+        seen: set[int] = set()
+        total = 0
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)) and id(module.weight) not in seen:
+                seen.add(id(module.weight))
+                total += module.weight.numel()
+        return total
+
+    def check_input(self, idx: torch.Tensor) -> None:
+        """Reject inputs the model cannot handle; these are caller bugs, hence ValueError."""
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+        if idx.size(1) > self.max_context:
+            raise ValueError(f"input of {idx.size(1)} tokens exceeds max_context={self.max_context}; crop it first")
+
+
+# ----------------------------------------------------------------------------------------------
+# Config checks shared by the families. Each raises one PicoError sentence naming `key.name`.
+
+
+def require_positive_int(key: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a positive integer")
+
+
+def require_non_negative_int(key: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be an integer >= 0")
+
+
+def require_layer_count(key: str, name: str, value: object) -> None:
+    require_positive_int(key, name, value)
+    if value > MAX_LAYERS:  # type: ignore[operator]
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; the design caps it at {MAX_LAYERS}")
+
+
+def require_choice(key: str, name: str, value: object, allowed: Iterable[str]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def require_bool(key: str, name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be true or false")
+
+
+def require_positive_float(key: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a finite number > 0")
+
+
+def require_dropout(key: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a number in [0, 1)")
+
+
+def require_token_id(key: str, name: str, value: object, vocab_size: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a token id in [0, {vocab_size})")

@@ -1,0 +1,84 @@
+"""LSTM language model: embedding -> stacked torch.nn.LSTM -> optional projection -> head.
+
+Decoding carries the LSTM's (h, c) state; `forward` is `step` from the zero state, so the two
+agree by construction. `max_seq_len` (the block size) only bounds the context, like the other
+families, so that decoding crops at the same place as the recompute reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from picollm.models.base import (
+    LanguageModel,
+    require_dropout,
+    require_layer_count,
+    require_non_negative_int,
+    require_positive_int,
+)
+
+
+@dataclass
+class LSTMConfig:
+    vocab_size: int = 50257
+    max_seq_len: int = 256  # longest forward() input; no parameter depends on it
+    d_embed: int = 128
+    hidden: int = 256
+    n_layer: int = 2
+    dropout: float = 0.0  # on the embeddings, between LSTM layers and before the head
+    proj_size: int = 0  # 0: the head reads the LSTM output; else a Linear(hidden -> proj_size) first
+
+    def check(self, key: str) -> None:
+        for name in ("vocab_size", "max_seq_len", "d_embed", "hidden"):
+            require_positive_int(key, name, getattr(self, name))
+        require_layer_count(key, "n_layer", self.n_layer)
+        require_non_negative_int(key, "proj_size", self.proj_size)
+        require_dropout(key, "dropout", self.dropout)
+
+
+class LSTMLanguageModel(LanguageModel):
+    family: ClassVar[str] = "lstm"
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_embed)
+        self.drop = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            config.d_embed,
+            config.hidden,
+            num_layers=config.n_layer,
+            # torch only applies (and warns about) inter-layer dropout with 2+ layers.
+            dropout=config.dropout if config.n_layer > 1 else 0.0,
+            batch_first=True,
+        )
+        self.proj = nn.Linear(config.hidden, config.proj_size, bias=False) if config.proj_size else None
+        self.head = nn.Linear(config.proj_size or config.hidden, config.vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        self.check_input(idx)
+        return self.step(idx, self.init_state(idx.size(0)))[0]
+
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero (h, c), each (n_layer, batch, hidden): what nn.LSTM starts from by default."""
+        weight = self.head.weight
+        shape = (self.config.n_layer, batch_size, self.config.hidden)
+        return (weight.new_zeros(shape), weight.new_zeros(shape))
+
+    def step(self, idx: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+        out, new_state = self.lstm(self.drop(self.embed(idx)), state)
+        if self.proj is not None:
+            out = self.proj(out)
+        return self.head(self.drop(out)), new_state
+
+    def flops_per_token(self, context_len: int) -> float:
+        # Per layer and token the LSTM multiplies its input by weight_ih (4H x in) and h by
+        # weight_hh (4H x H): 2 FLOPs per weight forward, x3 with the backward pass.
+        lstm_weights = sum(p.numel() for name, p in self.lstm.named_parameters() if name.startswith("weight_"))
+        return 6.0 * (lstm_weights + self.matmul_weight_count())

@@ -1,0 +1,293 @@
+"""A nanoGPT-style decoder-only transformer; every preset is this one model with different parts.
+
+    token embedding (+ learned positions)
+    n_layer x [ x + attn(norm(x));  x + mlp(norm(x)) ]      pre-norm residual blocks
+    final norm -> head (optionally tied to the token embedding)
+
+Choices a config makes: LayerNorm or RMSNorm, GELU or SwiGLU MLP, learned positions or RoPE,
+grouped-query attention (n_kv_head < n_head), biases, weight tying. Attention is
+`F.scaled_dot_product_attention` on a fused QKV projection; GQA is handled by SDPA's
+`enable_gqa` (no copies of the K/V heads). Initialisation follows GPT-2: N(0, 0.02) for weights,
+the residual output projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance
+does not grow with depth.
+
+Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
+head_dim); `step` writes the new keys/values in place and attends over the filled prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from picollm.errors import PicoError
+from picollm.models.base import (
+    LanguageModel,
+    require_bool,
+    require_choice,
+    require_dropout,
+    require_layer_count,
+    require_positive_float,
+    require_positive_int,
+)
+
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
+POSITIONS = ("learned", "rope")
+
+
+@dataclass
+class TransformerConfig:
+    """Defaults describe the mingpt preset's architecture (see presets.py)."""
+
+    vocab_size: int = 50257
+    max_seq_len: int = 1024  # position table size (learned) / longest context (RoPE, KV cache)
+    d_model: int = 384
+    n_layer: int = 6
+    n_head: int = 6
+    n_kv_head: int | None = None  # key/value heads (GQA); None means n_head (plain attention)
+    d_ff: int = 1536
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    positions: str = "learned"
+    rope_base: float = 10000.0
+    tie_weights: bool = True
+    bias: bool = True  # in Linear layers and LayerNorm
+    dropout: float = 0.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    def check(self, key: str) -> None:
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_head", "n_kv_head", "d_ff"):
+            require_positive_int(key, name, getattr(self, name))
+        require_layer_count(key, "n_layer", self.n_layer)
+        require_choice(key, "norm", self.norm, NORMS)
+        require_choice(key, "mlp", self.mlp, MLPS)
+        require_choice(key, "positions", self.positions, POSITIONS)
+        require_positive_float(key, "rope_base", self.rope_base)
+        require_positive_float(key, "norm_eps", self.norm_eps)
+        require_bool(key, "tie_weights", self.tie_weights)
+        require_bool(key, "bias", self.bias)
+        require_dropout(key, "dropout", self.dropout)
+        if self.d_model % self.n_head:
+            raise PicoError(
+                f"{key}.d_model={self.d_model} is not allowed with n_head={self.n_head}; "
+                f"d_model must be a multiple of n_head"
+            )
+        if self.n_head % self.n_kv_head:
+            raise PicoError(
+                f"{key}.n_kv_head={self.n_kv_head} is not allowed with n_head={self.n_head}; "
+                f"n_kv_head must divide n_head"
+            )
+        if self.positions == "rope" and self.head_dim % 2:
+            raise PicoError(
+                f"{key}.d_model={self.d_model} is not allowed with n_head={self.n_head} and RoPE; "
+                f"the head size d_model/n_head must be even"
+            )
+
+
+def make_norm(config: TransformerConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotary position embeddings (RoPE), "rotate half" layout: dimension i pairs with i + head_dim/2.
+
+
+def rope_tables(head_dim: int, n_positions: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of angle position * base^(-2i/head_dim), each (n_positions, head_dim)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(n_positions, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (x_i, x_{i+half}) pair of x (..., T, head_dim) by its position's angle."""
+    half = x.size(-1) // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        # One matmul for q, k and v: [n_head | n_kv_head | n_kv_head] heads, each head contiguous.
+        self.qkv = nn.Linear(config.d_model, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=config.bias)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope=None, start: int = 0, cache=None) -> torch.Tensor:
+        """x (B, T, d) at absolute positions start..start+T-1; cache is this layer's (K, V) buffers."""
+        B, T, d = x.shape
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+
+        mask, is_causal = None, T > 1
+        if cache is not None:
+            k_cache, v_cache = cache
+            k_cache[:, :, start : start + T] = k
+            v_cache[:, :, start : start + T] = v
+            k, v = k_cache[:, :, : start + T], v_cache[:, :, : start + T]
+            if start > 0:
+                # SDPA's is_causal aligns the mask top-left, which is wrong once queries start at
+                # `start`; a single new token may see everything, several need an offset mask.
+                is_causal = False
+                if T > 1:
+                    key_pos = torch.arange(start + T, device=x.device)
+                    query_pos = torch.arange(start, start + T, device=x.device)
+                    mask = key_pos[None, :] <= query_pos[:, None]
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+            enable_gqa=self.n_kv_head != self.n_head,
+        )
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, d)))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        # SwiGLU's gate and up projections are fused into one matmul of width 2*d_ff.
+        width = 2 * config.d_ff if self.swiglu else config.d_ff
+        self.fc = nn.Linear(config.d_model, width, bias=config.bias)
+        self.proj = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")  # GPT-2's GELU
+        return self.dropout(self.proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, start: int = 0, cache=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, start, cache)
+        return x + self.mlp(self.norm2(x))
+
+
+@dataclass
+class KVCache:
+    """Per-layer K and V buffers (B, n_kv_head, max_seq_len, head_dim) and how much is filled.
+
+    `step` writes into the shared buffers and returns a new KVCache with a longer `length`;
+    continue from the returned cache (an older one stays valid only until it is stepped again)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    length: int = 0
+
+
+class Transformer(LanguageModel):
+    family: ClassVar[str] = "transformer"
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model) if config.positions == "learned" else None
+        if config.positions == "rope":
+            cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_base)
+            # Derived from the config, so kept out of state_dict (persistent=False).
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = make_norm(config)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+        residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, std=residual_std)
+            nn.init.normal_(block.mlp.proj.weight, std=residual_std)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        T = idx.size(1)
+        x = self.tok_emb(idx)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        else:
+            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+        x = self.drop(x)
+        for layer, block in enumerate(self.blocks):
+            layer_cache = None if cache is None else (cache.keys[layer], cache.values[layer])
+            x = block(x, rope, start, layer_cache)
+        return self.head(self.norm_f(x))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        self.check_input(idx)
+        return self._run(idx, 0, None)
+
+    def init_state(self, batch_size: int) -> KVCache:
+        c = self.config
+        like = self.tok_emb.weight
+        shape = (batch_size, c.n_kv_head, c.max_seq_len, c.head_dim)
+        # Slots past `length` are never read, so the buffers need no initialisation.
+        keys = [like.new_empty(shape) for _ in range(c.n_layer)]
+        values = [like.new_empty(shape) for _ in range(c.n_layer)]
+        return KVCache(keys, values, 0)
+
+    def step(self, idx: torch.Tensor, state: KVCache) -> tuple[torch.Tensor, KVCache]:
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+        end = state.length + idx.size(1)
+        if end > self.config.max_seq_len:
+            raise ValueError(f"the KV cache holds {self.config.max_seq_len} tokens; {end} do not fit, re-prefill")
+        logits = self._run(idx, state.length, state)
+        return logits, KVCache(state.keys, state.values, end)
+
+    def flops_per_token(self, context_len: int) -> float:
+        # 6N over the matmul weights (QKV, projections, MLP, head) plus the attention scores and
+        # weighted sum: 2 matmuls x 2 FLOPs x d_model x context per layer, x3 for backward (PaLM).
+        c = self.config
+        return 6.0 * self.matmul_weight_count() + 12.0 * c.n_layer * c.d_model * context_len

@@ -1,0 +1,36 @@
+"""Where every stage reads and writes: the single map of the pipeline's files (mirrors dvc.yaml)."""
+
+from pathlib import Path
+
+PREPARED_DIR = Path("data/prepared")
+TOKENS_DIR = Path("data/tokens")
+MODELS_DIR = Path("models")
+CHECKPOINTS_DIR = Path("checkpoints")
+METRICS_DIR = Path("metrics")
+TIMINGS_DIR = METRICS_DIR / "timings"  # the only non-deterministic metrics live here
+REPORTS_DIR = Path("reports")
+PLOTS_DIR = Path("plots")
+
+DATA_METRICS = METRICS_DIR / "data.json"
+TOKENIZER_METRICS = METRICS_DIR / "tokenizer.json"
+TOKENS_META = TOKENS_DIR / "meta.json"
+
+
+def model_checkpoint(name: str) -> Path:
+    return MODELS_DIR / f"{name}.ckpt"
+
+
+def resume_dir(name: str) -> Path:
+    return CHECKPOINTS_DIR / name
+
+
+def train_log_dir(name: str) -> Path:
+    return METRICS_DIR / "train" / name
+
+
+def eval_metrics(name: str) -> Path:
+    return METRICS_DIR / "eval" / f"{name}.json"
+
+
+def samples_file(name: str) -> Path:
+    return REPORTS_DIR / "samples" / f"{name}.md"

@@ -1,0 +1,102 @@
+"""Profiles: named, complete params files under `profiles/` (smoke, gpu, ...).
+
+    python -m picollm.profiles use gpu        # params.yaml <- profiles/gpu.yaml (old one backed up)
+    python -m picollm.profiles run smoke      # run the pipeline on a profile in a scratch git repo
+
+`run` copies the pipeline (dvc.yaml, stages, library, shipped data) into a fresh git repository,
+so a profile never touches the working tree's outputs. The end-to-end tests use the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from picollm.config import load_params
+from picollm.errors import PicoError, exit_on_pico_error
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
+PIPELINE_DIRS = ("stages", "picollm", "data/custom", "profiles", ".dvc")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tmp", "cache")
+
+
+def profile_path(name: str) -> Path:
+    path = PROJECT_ROOT / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (PROJECT_ROOT / "profiles").glob("*.yaml"))
+        raise PicoError(f"profile {name!r} does not exist (no {path}); known profiles: {known}")
+    return path
+
+
+def pipeline_env() -> dict[str, str]:
+    """The environment stages need: this interpreter's bin first on PATH, DVC offline."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "picollm"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "picollm@localhost"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=pipeline_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def materialize(profile: str, dest: Path) -> Path:
+    """A fresh git repo at `dest` holding the pipeline with the profile as params.yaml, committed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        shutil.copy2(PROJECT_ROOT / name, dest / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(PROJECT_ROOT / name, dest / name, ignore=IGNORED, dirs_exist_ok=True)
+    shutil.copy2(profile_path(profile), dest / "params.yaml")
+    load_params(dest / "params.yaml")  # fail before any git/dvc work if the profile is invalid
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", f"profile {profile}"], dest)
+    return dest
+
+
+def use(profile: str) -> Path:
+    """Make a profile the working params.yaml, keeping the old one as params.yaml.bak."""
+    source, target = profile_path(profile), PROJECT_ROOT / "params.yaml"
+    load_params(source)
+    if target.exists():
+        shutil.copy2(target, target.with_name("params.yaml.bak"))
+    shutil.copy2(source, target)
+    return target
+
+
+@exit_on_pico_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m picollm.profiles", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    use_cmd = sub.add_parser("use", help="copy profiles/NAME.yaml to params.yaml (backup in params.yaml.bak)")
+    use_cmd.add_argument("name")
+    run_cmd = sub.add_parser("run", help="run `dvc repro` on a profile in a scratch git repository")
+    run_cmd.add_argument("name")
+    run_cmd.add_argument("--dir", type=Path, default=None, help="where to build it (default: a new temp dir)")
+    args = parser.parse_args(argv)
+    if args.command == "use":
+        use(args.name)
+        print(f"params.yaml now holds profile {args.name!r}; the previous file is params.yaml.bak")
+        return
+    dest = materialize(args.name, args.dir or Path(tempfile.mkdtemp(prefix=f"picollm-{args.name}-")))
+    began = time.perf_counter()
+    result = subprocess.run(["dvc", "repro"], cwd=dest, env=pipeline_env())
+    print(f"profile {args.name}: dvc repro exited {result.returncode} in {time.perf_counter() - began:.1f} s, in {dest}")
+    raise SystemExit(result.returncode)
+
+
+if __name__ == "__main__":
+    main()

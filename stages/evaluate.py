@@ -1,0 +1,49 @@
+"""Stage `evaluate@<model>`: held-out loss, perplexity, bits per byte, floor gap, and samples."""
+
+import sys
+
+import torch
+
+from picollm import paths, tokenizer
+from picollm.config import load_params
+from picollm.data.tokens import TokenStream
+from picollm.errors import exit_on_pico_error
+from picollm.evaluate import eval_metrics, load_model
+from picollm.generation import generate
+from picollm.io import read_json, write_json, write_text
+from picollm.sampling import SamplingConfig
+
+
+def samples_markdown(name: str, model, tok, prompt: str, settings, max_new_tokens: int, seed: int) -> str:
+    lines = [f"# Samples from `{name}`", "", f"Prompt: `{prompt}`", ""]
+    prompt_ids = [tok.eot_id, *tok.encode(prompt)]  # a story starts after an end-of-text, as in training
+    for label, sampling, count in settings:
+        lines.append(f"## {label}")
+        lines.append("")
+        for index in range(count):
+            generator = torch.Generator().manual_seed(seed + index)
+            ids = list(generate(model, prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling, eot_id=tok.eot_id, generator=generator))
+            lines.append(f"{index + 1}. {prompt}{tok.decode(ids)}".replace("\n", " "))
+        lines.append("")
+    return "\n".join(lines)
+
+
+@exit_on_pico_error
+def main(name: str) -> None:
+    params = load_params()
+    meta = read_json(paths.TOKENS_META)
+    tok = tokenizer.load(paths.TOKENS_DIR)
+    model = load_model(paths.model_checkpoint(name), tok)
+    streams = {split: TokenStream.open(paths.TOKENS_DIR / f"{split}.bin", tok.vocab_size) for split in ("val", "test")}
+    split_bytes = {split: meta["splits"][split]["bytes"] for split in streams}
+    floor = read_json(paths.DATA_METRICS).get("entropy_floor_bpb")
+    block_size = params.model_train(name).block_size
+    metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"])
+    write_json(paths.eval_metrics(name), metrics)
+    ev = params.evaluate
+    settings = [("greedy", SamplingConfig(greedy=True), 1), (f"top-p {ev.top_p:g}", SamplingConfig(top_p=ev.top_p), ev.num_samples)]
+    write_text(paths.samples_file(name), samples_markdown(name, model, tok, ev.prompt, settings, ev.max_new_tokens, ev.sample_seed))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

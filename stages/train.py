@@ -1,0 +1,36 @@
+"""Stage `train@<model>`: train one model from params.yaml's models.<model> with the shared loop."""
+
+import sys
+
+from picollm import paths
+from picollm.config import load_params
+from picollm.errors import exit_on_pico_error
+from picollm.io import read_json, write_json
+from picollm.train import TrainJob, train_model
+from picollm.trainlog import write_history
+
+
+@exit_on_pico_error
+def main(name: str) -> None:
+    params = load_params()
+    meta = read_json(paths.TOKENS_META)
+    job = TrainJob(
+        name=name, spec=params.model_spec(name), train=params.model_train(name), seed=params.seed,
+        token_dir=paths.TOKENS_DIR, vocab_size=meta["vocab_size"], eot_id=meta["eot_id"],
+        tokenizer_identity=meta["identity"], model_out=paths.model_checkpoint(name), checkpoint_dir=paths.resume_dir(name),
+    )
+    result = train_model(job)
+    last_train = next(r["train_loss"] for r in reversed(result.history) if "train_loss" in r)
+    write_history(paths.train_log_dir(name), result.history, {
+        "params": result.num_params, "steps": job.train.steps, "tokens_seen": result.tokens_seen, "final_train_loss": last_train,
+    })
+    trained_tokens = (job.train.steps - result.resumed_from) * job.train.batch_size * job.train.block_size
+    write_json(paths.TIMINGS_DIR / "train" / f"{name}.json", {
+        "seconds": round(result.seconds, 3),
+        "tokens_per_second": round(trained_tokens / max(result.seconds, 1e-9), 1),
+        "resumed_from_step": result.resumed_from,
+    })
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
