@@ -8,12 +8,13 @@ breaks its constraints (d_model not divisible by heads, > 10 blocks, ...) is cau
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from picollm.errors import PicoError
 
@@ -21,6 +22,8 @@ PARAMS_FILE = "params.yaml"
 GPT2_VOCAB_SIZE = 50257
 # 256 byte tokens plus <|endoftext|>: a byte-level BPE cannot be smaller.
 MIN_BPE_VOCAB = 257
+# A model name becomes a file name (models/<name>.ckpt) and a DVC stage name (train@<name>).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Strict(BaseModel):
@@ -109,6 +112,53 @@ class EvaluateParams(Strict):
     num_samples: int = Field(2, ge=1, le=100)
 
 
+# ---------------------------------------------------------------- sampling study
+class SampleSetting(Strict):
+    """One decoding setting of the sampling study; `.sampling` is its `SamplingConfig`."""
+
+    greedy: bool = False
+    temperature: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _is_a_sampling_config(self) -> "SampleSetting":
+        try:
+            self.sampling
+        except PicoError as err:  # e.g. a bool where a number belongs: one sentence naming the field
+            raise ValueError(str(err)) from None
+        return self
+
+    @property
+    def sampling(self):
+        from picollm.sampling import SamplingConfig
+
+        return SamplingConfig(greedy=self.greedy, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+
+
+def _default_sample_settings() -> list[SampleSetting]:
+    return [SampleSetting(greedy=True), *(SampleSetting(top_p=p) for p in (0.5, 0.8, 0.9, 0.95, 1.0))]
+
+
+class SampleParams(Strict):
+    """The `sample` stage: N samples per model and setting, scored for diversity and quality."""
+
+    prompt: str = "Once upon a time"
+    num_samples: int = Field(8, ge=1, le=256, description="samples per (model, setting), decoded as one batch")
+    max_new_tokens: int = Field(160, ge=1)
+    seed: int = Field(0, ge=0)
+    settings: list[SampleSetting] = Field(default_factory=_default_sample_settings, min_length=1)
+
+    @field_validator("settings")
+    @classmethod
+    def _labels_are_unique(cls, settings: list[SampleSetting]) -> list[SampleSetting]:
+        labels = [s.sampling.label for s in settings]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"the setting {repeated[0]!r} is listed twice; each setting must differ")
+        return settings
+
+
 class Params(Strict):
     seed: int = Field(1337, ge=0)
     data: DataParams = DataParams()
@@ -116,10 +166,16 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     models: dict[str, dict[str, Any]] = Field(min_length=1)
     evaluate: EvaluateParams = EvaluateParams()
+    sample: SampleParams = SampleParams()
 
     @model_validator(mode="after")
     def _models_are_buildable(self) -> "Params":
         for name in self.models:
+            if not MODEL_NAME.fullmatch(name):
+                raise PicoError(
+                    f"models: the model name {name!r} is not allowed; use letters, digits, '_', '-' and '.', "
+                    "starting with a letter or digit (it names files and DVC stages)"
+                )
             self.model_spec(name)  # raises PicoError naming models.<name>.<field>
         return self
 

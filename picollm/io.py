@@ -8,6 +8,7 @@ either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,25 +19,49 @@ from typing import IO, Iterator
 from picollm.errors import PicoError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its file with mode 0600; an output must get the mode a plain open() would give.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def temp_name_pattern(path: str | os.PathLike) -> str:
+    """The glob matching the temporary files `atomic_open(path)` creates beside `path`."""
+    return f".{Path(path).name}.*.tmp"
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temp file beside `path`; on success fsync and rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a full disk, a read-only or missing parent, a file where a folder should be
+        raise PicoError(_write_failure(path, err)) from err
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
+            os.fchmod(handle.fileno(), _FILE_MODE)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except OSError as err:
         _remove_quietly(tmp_name)
-        raise PicoError(f"could not write {path}: {err.strerror or err}; the previous file, if any, is untouched") from err
+        raise PicoError(_write_failure(path, err)) from err
     except BaseException:
         _remove_quietly(tmp_name)
         raise
     _fsync_dir(path.parent)
+
+
+def _write_failure(path: Path, err: OSError) -> str:
+    remedy = "; free some disk space and rerun" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    return f"could not write {path}: {err.strerror or err}{remedy}; the previous file, if any, is untouched"
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

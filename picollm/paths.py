@@ -34,3 +34,11 @@ def eval_metrics(name: str) -> Path:
 
 def samples_file(name: str) -> Path:
     return REPORTS_DIR / "samples" / f"{name}.md"
+
+
+# The sampling study (stage `sample`): every model, several decoding settings.
+MODELS_RANKING = METRICS_DIR / "models.json"  # written by `compare`; the first row is the best model
+SAMPLING_METRICS = METRICS_DIR / "sampling.json"
+SAMPLING_REPORT = REPORTS_DIR / "sampling.md"
+SAMPLING_PLOT = PLOTS_DIR / "sampling_quality_diversity.png"
+SAMPLING_TIMINGS = TIMINGS_DIR / "sample.json"

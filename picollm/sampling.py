@@ -1,8 +1,24 @@
 """Next-token selection: greedy, temperature, top-k and true nucleus (top-p) sampling.
 
-Order of operations (the usual one): temperature scales the logits, top-k keeps the k largest,
-top-p keeps the smallest prefix of the remaining tokens, sorted by probability, whose mass
-reaches p. At least one token always survives. Everything works on batched logits (batch, vocab).
+Order of operations: temperature scales the logits, top-k keeps the k largest, then top-p keeps
+the nucleus of what is left, and the survivors are renormalised. Everything works on batched
+logits (batch, vocab); draws are reproducible from a `torch.Generator`.
+
+Nucleus definition: a token is kept iff its probability is > 0 and the total probability of the
+tokens *strictly more probable* than it is < p. Equivalently: sort by probability, take the
+smallest prefix whose mass reaches p (>= p), then add every token tied with the last one taken.
+
+Ties: equally probable tokens are always kept or dropped together, in top-k as in top-p (top-k
+keeps every token whose logit equals the k-th largest, so it may keep more than k). This is the
+only rule under which the result does not depend on token ids, i.e. on the arbitrary order a
+sort puts equal values in: two tokens with the same logit always get the same probability.
+Consequences: the kept set is a union of whole tie groups; it reaches p, and dropping its least
+probable tie group would fall short of p. p -> 0 keeps only the most probable tie group (greedy
+when the maximum is unique); p = 1 keeps the full distribution. Greedy itself takes the lowest
+id among tied maxima (torch's argmax).
+
+-inf logits get probability 0 and are never sampled. The arithmetic is float64, so the returned
+distribution sums to 1 up to ~1e-15 and the nucleus boundary is decided without float32 noise.
 """
 
 from __future__ import annotations
@@ -15,9 +31,13 @@ import torch
 from picollm.errors import PicoError
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How to pick the next token. `greedy=True` ignores the other fields."""
+    """How to pick the next token. `greedy=True` ignores the other fields (they are still checked)."""
 
     greedy: bool = False
     temperature: float = 1.0
@@ -25,11 +45,11 @@ class SamplingConfig:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
+        if not (_is_number(self.temperature) and math.isfinite(self.temperature) and self.temperature > 0):
             raise PicoError(f"temperature={self.temperature!r} is not allowed; it must be a finite number > 0")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise PicoError(f"top_k={self.top_k!r} is not allowed; it must be an integer >= 1 (or null for no limit)")
-        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+        if self.top_k is not None and (not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1):
+            raise PicoError(f"top_k={self.top_k!r} is not allowed; it must be an integer >= 1, or unset for no limit")
+        if not (_is_number(self.top_p) and 0.0 < self.top_p <= 1.0):
             raise PicoError(f"top_p={self.top_p!r} is not allowed; it must lie in (0, 1]")
 
     @property
@@ -44,25 +64,41 @@ class SamplingConfig:
         return ",".join(parts)
 
 
-def filtered_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """The renormalised distribution (batch, vocab) that `sample_next_token` draws from."""
+def _check_logits(logits: torch.Tensor) -> None:
     if logits.dim() != 2:
         raise PicoError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
     if torch.isnan(logits).any():
         raise PicoError("logits contain NaN; the model produced an invalid distribution")
-    logits = logits.float() / config.temperature
+    if torch.isposinf(logits).any():
+        raise PicoError("logits contain +inf; the model produced an invalid distribution")
+    if torch.isneginf(logits).all(dim=-1).any():
+        raise PicoError("a row of logits is entirely -inf; no token is possible")
+
+
+def _nucleus_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Which tokens the nucleus keeps (see the module docstring), as a bool tensor like `probs`."""
+    sorted_probs, _ = torch.sort(probs, dim=-1, descending=True)
+    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    # The sorted prefix whose preceding mass is still short of p; the first entry always qualifies
+    # (nothing precedes it), so the nucleus is never empty. Its smallest probability is the cutoff,
+    # and comparing every token against the cutoff pulls in the ties sorted just after the prefix.
+    in_prefix = mass_before < top_p
+    cutoff = sorted_probs.masked_fill(~in_prefix, math.inf).min(dim=-1, keepdim=True).values
+    return (probs >= cutoff) & (probs > 0)
+
+
+def filtered_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """The renormalised float64 distribution (batch, vocab) that `sample_next_token` draws from."""
+    _check_logits(logits)
+    logits = logits.double()
+    # Shifting by the row maximum first keeps a tiny temperature from overflowing to inf.
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / config.temperature
     if config.top_k is not None and config.top_k < logits.size(-1):
         kth_largest = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+        logits = logits.masked_fill(logits < kth_largest, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     if config.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-        mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        # Keep a token while the mass of the tokens ranked above it is still short of p;
-        # the first token always has zero mass before it, so the nucleus is never empty.
-        keep_sorted = mass_before < config.top_p
-        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-        probs = probs * keep
+        probs = probs * _nucleus_mask(probs, config.top_p)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
 
@@ -72,8 +108,7 @@ def sample_next_token(
 ) -> torch.Tensor:
     """Pick one token per row of `logits` (batch, vocab); returns a LongTensor (batch,)."""
     if config.greedy:
-        if torch.isnan(logits).any():
-            raise PicoError("logits contain NaN; the model produced an invalid distribution")
+        _check_logits(logits)
         return logits.argmax(dim=-1)
     probs = filtered_probs(logits, config)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)

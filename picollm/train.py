@@ -28,6 +28,7 @@ from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
 from picollm.device import ProcessGroup, autocast, init_process_group, resolve_device, seed_everything
 from picollm.errors import PicoError
+from picollm.io import temp_name_pattern
 from picollm.models.registry import build_model
 
 VAL_BATCH_SEED_OFFSET = 10_007  # the periodic val batches are the same every run and every eval
@@ -126,22 +127,39 @@ def _checkpoint_payload(job, model, optimizer, step, data_gen, result) -> dict:
     }
 
 
-def _try_resume(job, model, optimizer, data_gen, result) -> int:
+def _fresh_state(job: TrainJob, device):
+    """Model, optimizer and data-order generator exactly as an uninterrupted run starts them."""
+    seed_everything(job.seed)
+    model = build_model(job.spec, vocab_size=job.vocab_size, block_size=job.train.block_size, pad_id=job.eot_id, key=f"models.{job.name}")
+    model.to(device)
+    return model, make_optimizer(model, job.train), torch.Generator().manual_seed(job.seed)
+
+
+def _resume_or_start(job: TrainJob, device, result: TrainResult):
+    """Restore model, optimizer, step, data-order and torch RNG state from last.ckpt, if it is ours.
+
+    A checkpoint that is damaged, from another run, or no longer fits the model code is reported
+    on stderr and ignored: training starts from step 0 as if it were not there.
+    """
+    model, optimizer, data_gen = _fresh_state(job, device)
     path = job.checkpoint_dir / "last.ckpt"
     if not path.is_file():
-        return 0
+        return model, optimizer, data_gen, 0
     try:
         state = load_checkpoint(path, tokenizer_identity=job.tokenizer_identity, expect={"run_key": job.run_key})
-    except PicoError as err:
-        print(f"not resuming: {err}", file=sys.stderr)
-        return 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    data_gen.set_state(state["data_rng"])
-    torch.set_rng_state(state["torch_rng"])
-    result.history, result.tokens_seen = list(state["history"]), state["tokens_seen"]
-    print(f"resuming {job.name} from step {state['step']} ({path})", file=sys.stderr)
-    return state["step"]
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, tokens_seen, step = list(state["history"]), int(state["tokens_seen"]), int(state["step"])
+    except (PicoError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"not resuming {job.name} from {path}: {reason}", file=sys.stderr)
+        model, optimizer, data_gen = _fresh_state(job, device)
+        return model, optimizer, data_gen, 0
+    result.history, result.tokens_seen = history, tokens_seen
+    print(f"resuming {job.name} from step {step} ({path})", file=sys.stderr)
+    return model, optimizer, data_gen, step
 
 
 @torch.no_grad()
@@ -162,7 +180,6 @@ def train_model(job: TrainJob) -> TrainResult:
     train = job.train
     device = resolve_device(train.device, train.allow_device_fallback)
     group = init_process_group(device)
-    seed_everything(job.seed)
     if train.threads:
         torch.set_num_threads(train.threads)
     train_stream = TokenStream.open(job.token_dir / "train.bin", job.vocab_size)
@@ -171,12 +188,12 @@ def train_model(job: TrainJob) -> TrainResult:
     val_stream.check_block_size(train.block_size, "val")
     micro, accum = _accumulation_steps(train, group)
 
-    model = build_model(job.spec, vocab_size=job.vocab_size, block_size=train.block_size, pad_id=job.eot_id, key=f"models.{job.name}")
-    model.to(device)
-    optimizer = make_optimizer(model, train)
-    data_gen = torch.Generator().manual_seed(job.seed)
-    result = TrainResult(num_params=model.num_params())
-    start_step = result.resumed_from = _try_resume(job, model, optimizer, data_gen, result)
+    if group.is_main:
+        _remove_stale_temp_files(job.checkpoint_dir / "last.ckpt", job.model_out)
+
+    result = TrainResult()
+    model, optimizer, data_gen, start_step = _resume_or_start(job, device, result)
+    result.num_params, result.resumed_from = model.num_params(), start_step
     runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
     if train.compile:
         runner = torch.compile(runner)
@@ -198,35 +215,72 @@ def train_model(job: TrainJob) -> TrainResult:
                 (loss / accum).backward()
                 loss_sum += loss.item()
             step_loss = _mean_across_ranks(loss_sum / accum, group, device)
+            done = step + 1
             if not math.isfinite(step_loss):
-                raise PicoError(
-                    f"models.{job.name}: the training loss became {step_loss} at step {step}; lower train.lr or "
-                    f"check the data. The last good checkpoint ({job.checkpoint_dir / 'last.ckpt'}) is kept"
-                )
+                raise _diverged(job, f"the training loss became {step_loss}", done)
+            # The norm is measured even without clipping: a non-finite gradient would poison the
+            # weights (and the next checkpoint) while this step's loss still looked fine.
             if train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+            else:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            if not math.isfinite(grad_norm.item()):  # DDP has already averaged the gradients
+                raise _diverged(job, f"the gradient norm became {grad_norm.item()}", done)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             result.tokens_seen += train.batch_size * train.block_size
-            done = step + 1
             if done % train.log_every == 0 or done == train.steps:
                 result.history.append({"step": done, "train_loss": round(step_loss, 6)})
                 print(f"{job.name} step {done}/{train.steps} loss {step_loss:.4f}", file=sys.stderr, flush=True)
             if done % train.eval_every == 0 or done == train.steps:
-                result.history.append({"step": done, "val_loss": round(estimate_val_loss(model, val_stream, job, device, group), 6)})
-            if group.is_main and (done % train.checkpoint_every == 0 or stop.signal is not None) and done < train.steps:
+                val_loss = estimate_val_loss(model, val_stream, job, device, group)
+                if not math.isfinite(val_loss):
+                    raise _diverged(job, f"the validation loss became {val_loss}", done)
+                result.history.append({"step": done, "val_loss": round(val_loss, 6)})
+            # On a signal the state is saved even after the last step, so the rerun only writes the outputs.
+            if group.is_main and ((done % train.checkpoint_every == 0 and done < train.steps) or stop.signal is not None):
+                _require_finite_weights(job, model, done)
                 save_checkpoint(job.checkpoint_dir / "last.ckpt", _checkpoint_payload(job, model, optimizer, done, data_gen, result))
             if stop.signal is not None:
                 print(f"{job.name}: stopped by signal {stop.signal} after step {done}; checkpoint saved", file=sys.stderr)
                 raise SystemExit(128 + stop.signal)
     result.seconds = time.perf_counter() - began
     if group.is_main:
+        _require_finite_weights(job, model, train.steps)
         final = _checkpoint_payload(job, model, optimizer, train.steps, data_gen, result)
         del final["optimizer"], final["data_rng"], final["torch_rng"]
         save_checkpoint(job.model_out, final)
         # The run is complete: a leftover resume point would only make `dvc repro -f` skip work.
         (job.checkpoint_dir / "last.ckpt").unlink(missing_ok=True)
     return result
+
+
+def _diverged(job: TrainJob, what: str, step: int) -> PicoError:
+    """The error for a non-finite loss, gradient or weight; the last checkpoint on disk stays as it was."""
+    path = job.checkpoint_dir / "last.ckpt"
+    try:
+        kept = f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) is kept"
+    except PicoError:
+        kept = "no checkpoint was written before it"
+    return PicoError(
+        f"models.{job.name}: {what} at step {step} of {job.train.steps}; lower train.lr (now {job.train.lr:g}) "
+        f"or keep train.grad_clip > 0, and check the data; {kept}"
+    )
+
+
+def _require_finite_weights(job: TrainJob, model: torch.nn.Module, step: int) -> None:
+    """Never write a checkpoint that holds inf or NaN weights."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _diverged(job, f"the weight {name} became non-finite", step)
+
+
+def _remove_stale_temp_files(*targets: Path) -> None:
+    """A run killed while writing leaves a temp file beside its target (see picollm.io); drop those."""
+    for target in targets:
+        if target.parent.is_dir():
+            for stale in target.parent.glob(temp_name_pattern(target)):
+                stale.unlink(missing_ok=True)
 
 
 def _mean_across_ranks(value: float, group: ProcessGroup, device) -> float:

@@ -36,11 +36,13 @@ def load_source(data: DataParams, seed: int) -> list[Document]:
 
 
 def build_corpus(data: DataParams, seed: int) -> dict[str, list[Document]]:
-    docs = load_source(data, seed)
+    docs = deduplicate(load_source(data, seed))
     if data.mix.paths and data.mix.weight > 0:
         from picollm.data.text_source import load_text_documents
 
-        custom = [Document(t, "text", None) for t in load_text_documents(data.mix.paths, mode=data.mix.mode, key="data.mix.paths")]
+        custom_texts = load_text_documents(data.mix.paths, mode=data.mix.mode, key="data.mix.paths")
+        # Deduplicate each source first, so repeats cannot pull the custom share below its weight.
+        custom = deduplicate([Document(t, "text", None) for t in custom_texts])
         docs = mix_documents(docs, custom, custom_weight=data.mix.weight, limit_custom=data.mix.limit, seed=seed)
     docs = deduplicate(docs)
     if not docs:

@@ -70,10 +70,15 @@ class LanguageModel(nn.Module):
                 total += module.weight.numel()
         return total
 
-    def check_input(self, idx: torch.Tensor) -> None:
-        """Reject inputs the model cannot handle; these are caller bugs, hence ValueError."""
+    @staticmethod
+    def check_ids(idx: torch.Tensor) -> None:
+        """Reject malformed token ids; these are caller bugs, hence ValueError, not PicoError."""
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+
+    def check_input(self, idx: torch.Tensor) -> None:
+        """What forward() accepts: well-formed ids, at most max_context of them per row."""
+        self.check_ids(idx)
         if idx.size(1) > self.max_context:
             raise ValueError(f"input of {idx.size(1)} tokens exceeds max_context={self.max_context}; crop it first")
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from picollm.errors import PicoError
 from picollm.models.base import (
     LanguageModel,
     require_choice,
@@ -38,7 +39,6 @@ from picollm.models.base import (
     require_positive_int,
     require_token_id,
 )
-from picollm.errors import PicoError
 
 KGRAM_VARIANTS = ("onehot", "embed", "conv")
 
@@ -135,8 +135,7 @@ class KGramMLP(LanguageModel):
         return torch.full((batch_size, self.config.k - 1), self.config.pad_id, dtype=torch.long, device=device)
 
     def step(self, idx: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+        self.check_ids(idx)
         padded = torch.cat([state, idx], dim=1)
         logits = self._logits_from_padded(padded)
         # The window is bounded, so decoding never needs to re-prefill (but may: it is cheap).

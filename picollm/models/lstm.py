@@ -70,9 +70,15 @@ class LSTMLanguageModel(LanguageModel):
         return (weight.new_zeros(shape), weight.new_zeros(shape))
 
     def step(self, idx: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
-        out, new_state = self.lstm(self.drop(self.embed(idx)), state)
+        self.check_ids(idx)
+        x = self.drop(self.embed(idx))
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            # Under CPU autocast the oneDNN LSTM kernel rejects float32 inputs; give it the
+            # autocast dtype itself (the weights are cast by autocast as usual).
+            dtype = torch.get_autocast_dtype(device_type)
+            x, state = x.to(dtype), (state[0].to(dtype), state[1].to(dtype))
+        out, new_state = self.lstm(x, state)
         if self.proj is not None:
             out = self.proj(out)
         return self.head(self.drop(out)), new_state

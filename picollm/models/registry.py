@@ -7,8 +7,8 @@ A spec is one entry of params.yaml's `models:` section minus its training keys, 
 2. start from the dataclass defaults, then the preset's fields (transformer only), then the
    spec's own fields, which may override any field;
 3. `vocab_size` (and the k-gram's `pad_id`) come from the tokenizer, never from params;
-4. `max_seq_len` becomes the run's block_size unless the spec sets it; block_size may not
-   exceed the preset's (or the spec's) max_seq_len;
+4. `max_seq_len` becomes the run's block_size unless the spec sets it; for the transformer,
+   block_size may not exceed the preset's (or the spec's) max_seq_len;
 5. the config checks itself; every problem is one PicoError naming `<key>.<field>`.
 """
 
@@ -36,9 +36,13 @@ PRESETS: dict[str, Mapping[str, Mapping]] = {"transformer": TRANSFORMER_PRESETS}
 # Config fields the data decides; params may not set them.
 SET_BY_TOKENIZER = ("vocab_size", "pad_id")
 
+# Families with a designed longest context (a position table, a RoPE design length). The others
+# read any length, so their max_seq_len is simply the run's block_size.
+CONTEXT_LIMITED = ("transformer",)
+
 
 def _family_classes(family: object, key: str) -> tuple[type, type]:
-    if family not in MODEL_FAMILIES:
+    if not isinstance(family, str) or family not in MODEL_FAMILIES:
         shown = "missing" if family is None else f"{family!r}"
         raise PicoError(
             f"{key}.family={shown} is not allowed; choose one of: {', '.join(MODEL_FAMILIES)}"
@@ -50,6 +54,7 @@ def model_config(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int
     """The resolved, checked config dataclass for `spec` (no weights are built)."""
     if not isinstance(spec, Mapping):
         raise PicoError(f"{key}={spec!r} is not allowed; it must be a mapping of model settings")
+    require_positive_int("train", "block_size", block_size)
     family = spec.get("family")
     config_cls, _ = _family_classes(family, key)
     presets = PRESETS.get(family, {})
@@ -57,26 +62,28 @@ def model_config(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int
     settable = [name for name in field_names if name not in SET_BY_TOKENIZER]
     selectors = ["family"] + (["preset"] if presets else [])
 
-    for name in spec:
+    for name, value in spec.items():
         if name not in selectors and name not in settable:
             raise PicoError(
-                f"{key}.{name} is not a setting of the {family} model; allowed: {', '.join(selectors + settable)}"
+                f"{key}.{name}={value!r} is not a setting of the {family} model; "
+                f"allowed: {', '.join(selectors + settable)}"
             )
     values: dict = {}
     preset = spec.get("preset")
     if presets and preset is not None:
-        if preset not in presets:
+        if not isinstance(preset, str) or preset not in presets:
             raise PicoError(f"{key}.preset={preset!r} is not allowed; choose one of: {', '.join(presets)}")
         values.update(presets[preset])
     values.update({name: value for name, value in spec.items() if name not in selectors})
     values["vocab_size"] = vocab_size
+    if family not in CONTEXT_LIMITED and "max_seq_len" not in spec:
+        values["max_seq_len"] = block_size
     if "pad_id" in field_names:
         values["pad_id"] = pad_id
 
     config = config_cls(**values)
     config.check(key)
 
-    require_positive_int("training", "block_size", block_size)
     if block_size > config.max_seq_len:
         source = "set in params" if "max_seq_len" in spec else f"of the {preset or family} design"
         raise PicoError(
@@ -103,7 +110,8 @@ def model_from_config(family: str, config_dict: Mapping) -> LanguageModel:
     unknown = sorted(set(config_dict) - set(field_names))
     if unknown:
         raise PicoError(
-            f"{key}.{unknown[0]} is not a field of the {family} config; allowed: {', '.join(field_names)}"
+            f"{key}.{unknown[0]}={config_dict[unknown[0]]!r} is not a field of the {family} config; "
+            f"allowed: {', '.join(field_names)}"
         )
     config = config_cls(**config_dict)
     config.check(key)

@@ -12,11 +12,13 @@ the residual output projections scaled by 1/sqrt(2 * n_layer) so the residual st
 does not grow with depth.
 
 Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
-head_dim); `step` writes the new keys/values in place and attends over the filled prefix.
+head_dim) on first use (in the dtype the keys come in, so it also works under autocast);
+`step` writes the new keys/values in place and attends over the filled prefix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -126,6 +128,32 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class KVCache:
+    """Per-layer K and V buffers (B, n_kv_head, max_seq_len, head_dim) and how much is filled.
+
+    `step` writes into the shared buffers and returns a new KVCache with a longer `length`;
+    continue from the returned cache (an older one stays valid only until it is stepped again)."""
+
+    batch_size: int
+    capacity: int
+    keys: list[torch.Tensor | None]
+    values: list[torch.Tensor | None]
+    length: int = 0
+
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, n_kv_head, T, hd) at positions start..; return all keys/values so far."""
+        if self.keys[layer] is None:
+            shape = (k.size(0), k.size(1), self.capacity, k.size(3))
+            # Slots past `length` are never read, so the buffers need no initialisation.
+            self.keys[layer], self.values[layer] = k.new_empty(shape), v.new_empty(shape)
+        keys, values = self.keys[layer], self.values[layer]
+        end = start + k.size(2)
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -136,8 +164,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, start: int = 0, cache=None) -> torch.Tensor:
-        """x (B, T, d) at absolute positions start..start+T-1; cache is this layer's (K, V) buffers."""
+    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too."""
         B, T, d = x.shape
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
@@ -149,10 +177,7 @@ class CausalSelfAttention(nn.Module):
 
         mask, is_causal = None, T > 1
         if cache is not None:
-            k_cache, v_cache = cache
-            k_cache[:, :, start : start + T] = k
-            v_cache[:, :, start : start + T] = v
-            k, v = k_cache[:, :, : start + T], v_cache[:, :, : start + T]
+            k, v = cache.update(layer, start, k, v)
             if start > 0:
                 # SDPA's is_causal aligns the mask top-left, which is wrong once queries start at
                 # `start`; a single new token may see everything, several need an offset mask.
@@ -201,21 +226,9 @@ class Block(nn.Module):
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, start: int = 0, cache=None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, start, cache)
+    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, start, cache, layer)
         return x + self.mlp(self.norm2(x))
-
-
-@dataclass
-class KVCache:
-    """Per-layer K and V buffers (B, n_kv_head, max_seq_len, head_dim) and how much is filled.
-
-    `step` writes into the shared buffers and returns a new KVCache with a longer `length`;
-    continue from the returned cache (an older one stays valid only until it is stepped again)."""
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    length: int = 0
 
 
 class Transformer(LanguageModel):
@@ -260,8 +273,7 @@ class Transformer(LanguageModel):
             rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
         x = self.drop(x)
         for layer, block in enumerate(self.blocks):
-            layer_cache = None if cache is None else (cache.keys[layer], cache.values[layer])
-            x = block(x, rope, start, layer_cache)
+            x = block(x, rope, start, cache, layer)
         return self.head(self.norm_f(x))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -269,22 +281,18 @@ class Transformer(LanguageModel):
         return self._run(idx, 0, None)
 
     def init_state(self, batch_size: int) -> KVCache:
-        c = self.config
-        like = self.tok_emb.weight
-        shape = (batch_size, c.n_kv_head, c.max_seq_len, c.head_dim)
-        # Slots past `length` are never read, so the buffers need no initialisation.
-        keys = [like.new_empty(shape) for _ in range(c.n_layer)]
-        values = [like.new_empty(shape) for _ in range(c.n_layer)]
-        return KVCache(keys, values, 0)
+        n_layer = self.config.n_layer
+        return KVCache(batch_size, self.config.max_seq_len, [None] * n_layer, [None] * n_layer)
 
     def step(self, idx: torch.Tensor, state: KVCache) -> tuple[torch.Tensor, KVCache]:
-        if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"expected token ids as a LongTensor (batch, time), got {idx.dtype} {tuple(idx.shape)}")
+        self.check_ids(idx)
+        if idx.size(0) != state.batch_size:
+            raise ValueError(f"the KV cache was made for batch size {state.batch_size}, got {idx.size(0)} rows")
         end = state.length + idx.size(1)
-        if end > self.config.max_seq_len:
-            raise ValueError(f"the KV cache holds {self.config.max_seq_len} tokens; {end} do not fit, re-prefill")
+        if end > state.capacity:
+            raise ValueError(f"the KV cache holds {state.capacity} tokens; {end} do not fit, re-prefill a new one")
         logits = self._run(idx, state.length, state)
-        return logits, KVCache(state.keys, state.values, end)
+        return logits, dataclasses.replace(state, length=end)
 
     def flops_per_token(self, context_len: int) -> float:
         # 6N over the matmul weights (QKV, projections, MLP, head) plus the attention scores and
