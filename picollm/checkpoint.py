@@ -73,9 +73,12 @@ def load_checkpoint(path: str | Path, *, tokenizer_identity: str | None = None, 
         raise PicoError(f"{path} is truncated or corrupted (checksum mismatch); it will not be loaded")
     try:
         payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
-    except Exception as err:  # a valid checksum over an unloadable body: a foreign file
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PicoError(f"{path} could not be read as a weights-only checkpoint ({first_line}); it will not be loaded") from None
+    except Exception:  # a valid checksum over an unloadable body: a foreign or malicious file
+        # torch's own message is several sentences advising to turn the weights-only safety off: not ours to give.
+        raise PicoError(
+            f"{path} could not be read as a weights-only checkpoint (it is not a torch file, or it holds objects "
+            "other than tensors and plain data); it will not be loaded"
+        ) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(payload, dict) or key not in payload]
     if missing:
         raise PicoError(f"{path} lacks the checkpoint entries {missing}; it was not written by pico-llm and will not be loaded")

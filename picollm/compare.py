@@ -49,9 +49,11 @@ def markdown_table(rows: list[dict], floor_bpb: float | None, unigram_bpb: float
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str) -> None:
+def update_readme(readme: Path, table: str, marker: str = "results") -> None:
+    """Replace what lies between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` with `table`."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise PicoError(f"{readme} has no '{BEGIN}' ... '{END}' section for the results table; add the two markers")
-    write_text(readme, pattern.sub(lambda _: f"{BEGIN}\n{table}{END}", text))
+        raise PicoError(f"{readme} has no '{begin}' ... '{end}' section for the {marker} table; add the two markers")
+    write_text(readme, pattern.sub(lambda _: f"{begin}\n{table}{end}", text))

@@ -27,7 +27,8 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "0.001" is not a number and true is not a seed; inf/nan are never a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- data
@@ -97,6 +98,7 @@ class TrainParams(Strict):
     dtype: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
+    nproc: int = Field(1, ge=1, le=1024, description="data-parallel processes (torchrun); 1 = plain python")
 
     def merged(self, overrides: dict[str, Any] | None) -> "TrainParams":
         """This section with a model's `train:` overrides applied (validated the same way)."""
@@ -159,6 +161,132 @@ class SampleParams(Strict):
         return settings
 
 
+# ---------------------------------------------------------------- sweeps (the studies)
+# Each list below becomes the axis of a DVC `matrix:` stage (one cached stage per point, named by
+# its values), so a point's values must be unique; see dvc.yaml and picollm/sweeps.py.
+def _unique(values: list) -> list:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"the value {repeated[0]} is listed twice; each point of a sweep must differ")
+    return values
+
+
+class SweepParams(Strict):
+    """What every sweep has: the models it trains (entries of `models:`) and training overrides."""
+
+    models: list[str] = Field(default_factory=lambda: ["lstm", "gptoss"], min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of train + models.<m>.train for every point")
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, models: list[str]) -> list[str]:
+        return _unique(models)
+
+
+class CorpusSizeSweep(SweepParams):
+    """Train on the first N documents of the train split, for each N, at a fixed step budget."""
+
+    docs: list[int] = Field(default_factory=lambda: [250, 1000, 4000, 16000], min_length=1)
+
+    @field_validator("docs")
+    @classmethod
+    def _docs(cls, docs: list[int]) -> list[int]:
+        if min(docs) < 1:
+            raise ValueError("every corpus size must be >= 1 document")
+        return _unique(docs)
+
+
+class TrainingBudgetSweep(SweepParams):
+    """The same model and corpus trained for base_steps x each multiplier."""
+
+    base_steps: int = Field(40, ge=1)
+    multipliers: list[int] = Field(default_factory=lambda: [1, 3, 6], min_length=1)
+
+    @field_validator("multipliers")
+    @classmethod
+    def _multipliers(cls, multipliers: list[int]) -> list[int]:
+        if min(multipliers) < 1:
+            raise ValueError("every multiplier must be >= 1")
+        return _unique(multipliers)
+
+
+class OverfittingSweep(SweepParams):
+    """Long training on a few train documents, a share of them held out: memorisation, divergence."""
+
+    documents: int = Field(30, ge=5, le=10_000, description="the first N documents of the train split")
+    train_fraction: float = Field(0.6, gt=0.0, lt=1.0, description="share of them trained on; the rest is the test set")
+    prompt_words: int = Field(6, ge=1, description="samples continue the first words of a document")
+    samples: int = Field(3, ge=1, le=100, description="greedy samples from train and from test documents, each")
+    max_new_tokens: int = Field(48, ge=1)
+
+
+class HparamGridSweep(SweepParams):
+    """The Cartesian grid of these lists, for every model. `embed` is the width (transformer d_model,
+    LSTM d_embed; d_ff and the LSTM hidden size keep their ratio to it); `heads` is the transformer's
+    attention heads (the LSTM has none: lstm points differing only in heads train the same model)."""
+
+    embed: list[int] = Field(default_factory=lambda: [64, 128], min_length=1)
+    block_size: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    layers: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    heads: list[int] = Field(default_factory=lambda: [4], min_length=1)
+    lr: list[float] = Field(default_factory=lambda: [0.002, 0.006], min_length=1)
+    batch_size: list[int] = Field(default_factory=lambda: [8], min_length=1)
+
+    @field_validator("embed", "block_size", "layers", "heads", "lr", "batch_size")
+    @classmethod
+    def _axis(cls, values: list) -> list:
+        if min(values) <= 0:
+            raise ValueError("every value must be > 0")
+        return _unique(values)
+
+
+class SweepsParams(Strict):
+    eval_docs: int = Field(100, ge=1, description="points are scored on the first N documents of each split")
+    corpus_size: CorpusSizeSweep = CorpusSizeSweep()
+    training_budget: TrainingBudgetSweep = TrainingBudgetSweep()
+    overfitting: OverfittingSweep = OverfittingSweep()
+    hparam_grid: HparamGridSweep = HparamGridSweep()
+
+
+# ---------------------------------------------------------------- speed (stage `bench`)
+def _default_bench_sizes() -> dict[str, dict[str, Any]]:
+    return {"transformer": {"d_model": 256, "d_ff": 1024, "n_layer": 4}, "kgram": {"hidden": 512}, "lstm": {}}
+
+
+def _default_bench_reference() -> dict[str, Any]:
+    # nanoGPT's GPT at the configuration measured on these machines (bias off, no dropout).
+    return {"family": "transformer", "preset": "gpt2", "bias": False, "dropout": 0.0, "n_layer": 4, "n_head": 4,
+            "d_model": 256, "d_ff": 1024}
+
+
+class BenchGenerationParams(Strict):
+    model: str = Field("gpt2", description="the entry of models: that is decoded (its params size, random weights)")
+    new_tokens: int = Field(256, ge=1, le=4096)
+    repeats: int = Field(3, ge=1)
+
+
+class BenchParams(Strict):
+    """Stage `bench`: every rate against this machine's matmul peak, measured in the same process."""
+
+    models: list[str] | None = Field(None, description="entries of models: to time; null = all of them")
+    threads: int = Field(0, ge=0, description="torch threads; 0 = train.threads (0 there too: torch's default)")
+    batch_size: int = Field(16, ge=1)
+    block_size: int = Field(256, ge=2, le=65536)
+    sizes: dict[Literal["kgram", "lstm", "transformer"], dict[str, Any]] = Field(
+        default_factory=_default_bench_sizes, description="the bench size: per family, overrides of each model's spec")
+    reference: dict[str, Any] | None = Field(default_factory=_default_bench_reference, description="null: no reference row")
+    reference_vocab_size: int = Field(4096, ge=2)
+    warmup_steps: int = Field(2, ge=1)
+    repeats: int = Field(3, ge=1, description="timed repetitions, each right after its own peak measurement; medians reported")
+    min_seconds: float = Field(0.5, ge=0.0, description="a repetition runs whole steps until this much time has passed")
+    peak_size: int = Field(1024, ge=64, le=8192, description="side of the square matrices of the peak measurement")
+    bfloat16: Literal["auto", "always", "never"] = Field("auto", description="auto: only where the CPU has native bf16")
+    compile: bool = Field(False, description="also time torch.compile'd training of the reference (compiling takes ~1 min)")
+    isolate: bool = Field(True, description="one subprocess per model: a clean peak RSS each")
+    generation: BenchGenerationParams = BenchGenerationParams()
+    tokenizer_mb: float = Field(4.0, gt=0.0, le=1024.0, description="megabytes of train text encoded per repetition")
+
+
 class Params(Strict):
     seed: int = Field(1337, ge=0)
     data: DataParams = DataParams()
@@ -166,7 +294,23 @@ class Params(Strict):
     train: TrainParams = TrainParams()
     models: dict[str, dict[str, Any]] = Field(min_length=1)
     evaluate: EvaluateParams = EvaluateParams()
-    sample: SampleParams = SampleParams()
+    sample: SampleParams = Field(default_factory=SampleParams)  # built on use: its settings import torch
+    sweeps: SweepsParams = SweepsParams()  # the studies: one DVC stage per point (picollm/sweeps.py)
+    bench: BenchParams = Field(default_factory=BenchParams)  # stage `bench` (picollm/bench.py)
+
+    @model_validator(mode="after")
+    def _bench_is_runnable(self) -> "Params":
+        from picollm.bench import check_bench
+
+        check_bench(self)  # raises PicoError naming bench.<key>
+        return self
+
+    @model_validator(mode="after")
+    def _sweeps_are_runnable(self) -> "Params":
+        from picollm.sweeps import check_sweeps
+
+        check_sweeps(self)  # raises PicoError naming sweeps.<sweep>.<key>
+        return self
 
     @model_validator(mode="after")
     def _models_are_buildable(self) -> "Params":
@@ -249,4 +393,4 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.is_file():
         raise PicoError(f"{path} does not exist; run from the project root, which holds params.yaml")
-    return _load_cached(str(path), path.stat().st_mtime_ns)
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)

@@ -24,9 +24,9 @@ from picollm.tokenizer import Tokenizer
 LN2 = math.log(2.0)
 
 
-def load_model(path: str | Path, tokenizer: Tokenizer | None = None) -> LanguageModel:
-    """A trained model from its checkpoint, checked against the tokenizer when given."""
-    payload = load_checkpoint(path, tokenizer_identity=tokenizer.identity if tokenizer else None)
+def load_model(path: str | Path, tokenizer: Tokenizer | None = None, expect: dict | None = None) -> LanguageModel:
+    """A trained model from its checkpoint, checked against the tokenizer and `expect` when given."""
+    payload = load_checkpoint(path, tokenizer_identity=tokenizer.identity if tokenizer else None, expect=expect)
     model = model_from_config(payload["family"], payload["config"])
     try:
         model.load_state_dict(payload["model"])

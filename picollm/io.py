@@ -60,7 +60,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
 
 
 def _write_failure(path: Path, err: OSError) -> str:
-    remedy = "; free some disk space and rerun" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    remedy = {
+        errno.ENOSPC: "; free some disk space and rerun",
+        errno.EDQUOT: "; free some disk space (you are over quota) and rerun",
+        errno.EFBIG: "; the file is larger than the file system or `ulimit -f` allows, so raise that limit and rerun",
+    }.get(err.errno, "")
     return f"could not write {path}: {err.strerror or err}{remedy}; the previous file, if any, is untouched"
 
 
@@ -81,7 +85,11 @@ def read_json(path: str | os.PathLike) -> object:
     except FileNotFoundError:
         raise PicoError(f"{path} does not exist; run the stage that produces it (dvc repro)") from None
     except json.JSONDecodeError as err:
-        raise PicoError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise PicoError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); rerun the stage that produces it") from None
+    except UnicodeDecodeError as err:
+        raise PicoError(f"{path} is not valid JSON (byte {err.start} is not UTF-8); rerun the stage that produces it") from None
+    except OSError as err:
+        raise PicoError(f"{path} could not be read ({err.strerror or err}); it should be a JSON file") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -42,3 +42,8 @@ SAMPLING_METRICS = METRICS_DIR / "sampling.json"
 SAMPLING_REPORT = REPORTS_DIR / "sampling.md"
 SAMPLING_PLOT = PLOTS_DIR / "sampling_quality_diversity.png"
 SAMPLING_TIMINGS = TIMINGS_DIR / "sample.json"
+
+# Speed (stage `bench`): the one non-deterministic metrics file outside metrics/timings/.
+BENCH_METRICS = METRICS_DIR / "bench.json"
+BENCH_REPORT = REPORTS_DIR / "bench.md"
+BENCH_PLOT = PLOTS_DIR / "bench.png"

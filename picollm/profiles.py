@@ -1,4 +1,4 @@
-"""Profiles: named, complete params files under `profiles/` (smoke, gpu, ...).
+"""Profiles: named deltas over params.yaml under `profiles/` (smoke, gpu, ...).
 
     python -m picollm.profiles use gpu        # params.yaml <- profiles/gpu.yaml (old one backed up)
     python -m picollm.profiles run smoke      # run the pipeline on a profile in a scratch git repo
@@ -18,8 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from picollm.config import load_params
 from picollm.errors import PicoError, exit_on_pico_error
+from picollm.io import write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
@@ -33,6 +36,29 @@ def profile_path(name: str) -> Path:
         known = sorted(p.stem for p in (PROJECT_ROOT / "profiles").glob("*.yaml"))
         raise PicoError(f"profile {name!r} does not exist (no {path}); known profiles: {known}")
     return path
+
+
+# A profile is a delta over params.yaml: mappings merge key by key, except these, which a profile
+# replaces whole (a profile chooses which models exist, not just how they are sized).
+REPLACED_WHOLE = {"models"}
+
+
+def merge_params(base: dict, delta: dict, depth: int = 0) -> dict:
+    merged = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not (depth == 0 and key in REPLACED_WHOLE):
+            merged[key] = merge_params(merged[key], value, depth + 1)
+        else:
+            merged[key] = value
+    return merged
+
+
+def profile_params_text(profile: str, base: Path = PROJECT_ROOT / "params.yaml") -> str:
+    """The full params.yaml for a profile: the default params with the profile's delta applied."""
+    delta = yaml.safe_load(profile_path(profile).read_text(encoding="utf-8")) or {}
+    merged = merge_params(yaml.safe_load(base.read_text(encoding="utf-8")), delta)
+    header = f"# Generated from params.yaml + profiles/{profile}.yaml by `python -m picollm.profiles`.\n"
+    return header + yaml.safe_dump(merged, sort_keys=False)
 
 
 def pipeline_env() -> dict[str, str]:
@@ -59,7 +85,7 @@ def materialize(profile: str, dest: Path) -> Path:
         shutil.copy2(PROJECT_ROOT / name, dest / name)
     for name in PIPELINE_DIRS:
         shutil.copytree(PROJECT_ROOT / name, dest / name, ignore=IGNORED, dirs_exist_ok=True)
-    shutil.copy2(profile_path(profile), dest / "params.yaml")
+    (dest / "params.yaml").write_text(profile_params_text(profile), encoding="utf-8")
     load_params(dest / "params.yaml")  # fail before any git/dvc work if the profile is invalid
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
@@ -69,11 +95,13 @@ def materialize(profile: str, dest: Path) -> Path:
 
 def use(profile: str) -> Path:
     """Make a profile the working params.yaml, keeping the old one as params.yaml.bak."""
-    source, target = profile_path(profile), PROJECT_ROOT / "params.yaml"
-    load_params(source)
-    if target.exists():
-        shutil.copy2(target, target.with_name("params.yaml.bak"))
-    shutil.copy2(source, target)
+    target = PROJECT_ROOT / "params.yaml"
+    text = profile_params_text(profile, base=target)
+    scratch = Path(tempfile.mkdtemp()) / "params.yaml"
+    scratch.write_text(text, encoding="utf-8")
+    load_params(scratch)  # validate before touching the user's file
+    shutil.copy2(target, target.with_name("params.yaml.bak"))
+    write_text(target, text)
     return target
 
 

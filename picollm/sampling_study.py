@@ -207,12 +207,17 @@ def plot_quality_diversity(rows: list[dict], path: str | Path, scorer: str) -> N
     if frame["accepted_share"].notna().any():
         panels.insert(0, ("accepted_share", "share of sentences the story grammar accepts"))
     sns.set_theme(style="whitegrid", context="paper")
+    # One colour and marker per model, the same in every panel (a panel may lack some models).
+    models = list(dict.fromkeys(frame["model"]))
+    palette = dict(zip(models, sns.color_palette("tab10", n_colors=max(len(models), 1))))
+    shapes = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+    markers = {model: shapes[i % len(shapes)] for i, model in enumerate(models)}
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.0), squeeze=False)
     for ax, (column, title) in zip(axes[0], panels):
         data = frame.dropna(subset=[column])
         sns.lineplot(
-            data=data, x="distinct_2", y=column, hue="model", style="model", markers=True, dashes=False,
-            sort=False, estimator=None, ax=ax,
+            data=data, x="distinct_2", y=column, hue="model", style="model", palette=palette, markers=markers,
+            dashes=False, sort=False, estimator=None, ax=ax,
         )
         for _, row in data.iterrows():
             ax.annotate(row["setting"], (row["distinct_2"], row[column]), textcoords="offset points", xytext=(3, 3), fontsize=6, alpha=0.8)
@@ -251,11 +256,11 @@ def _md_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
@@ -264,7 +269,7 @@ def _table(rows: list[dict], leading: tuple[str, ...]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(leading) + "---:|" * len(METRIC_COLUMNS)]
     for row in rows:
         cells = [f"`{row[key]}`" if key == "model" else row[key] for key in leading]
-        cells += [_cell(row[key]) for key, _ in METRIC_COLUMNS]
+        cells += [_cell(row[key], 1 if key == "mean_tokens" else 3) for key, _ in METRIC_COLUMNS]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 

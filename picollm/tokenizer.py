@@ -145,9 +145,13 @@ def load(directory: str | Path) -> Tokenizer:
     for path in (meta_path, ranks_path):
         if not path.is_file():
             raise PicoError(f"{path} does not exist; run `dvc repro tokenize` first")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    tokenizer = _make(meta["kind"], _parse_ranks(ranks_path), meta["pattern"])
-    if tokenizer.identity != meta["identity"]:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        kind, pattern, identity = meta["kind"], meta["pattern"], meta["identity"]
+    except (ValueError, KeyError, TypeError):
+        raise PicoError(f"{meta_path} is damaged (not the JSON the tokenize stage writes); rerun `dvc repro tokenize`") from None
+    tokenizer = _make(kind, _parse_ranks(ranks_path), pattern)
+    if tokenizer.identity != identity:
         raise PicoError(f"{directory}: tokenizer files do not match their recorded identity; rerun `dvc repro tokenize`")
     return tokenizer
 

@@ -6,11 +6,16 @@
   gradient accumulation to keep the global batch fixed across process counts.
 - Crash safety: a checkpoint every `checkpoint_every` steps (atomic), and on SIGINT/SIGTERM.
   The checkpoint holds model, optimizer, step, data-order and RNG state plus the loss history,
-  so a resumed run ends byte-identical to an uninterrupted one.
+  so a resumed run ends byte-identical to an uninterrupted one. A resume point that is damaged,
+  from other params, or no longer fits the model is ignored (and said so on stderr).
+- Divergence: a non-finite loss, gradient norm or validation loss stops the run with a PicoError
+  naming the step, before the bad update is applied; no checkpoint with non-finite weights is
+  ever written, so the last one on disk is the last good state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -46,11 +51,15 @@ class TrainJob:
     tokenizer_identity: str
     model_out: Path
     checkpoint_dir: Path
+    train_token_limit: int | None = None  # train on the first N tokens of train.bin only (the corpus-size sweep)
 
     @property
     def run_key(self) -> str:
         """Everything that determines the result; a checkpoint from another run is never resumed."""
-        blob = json.dumps([self.spec, self.train.model_dump(), self.seed, self.tokenizer_identity], sort_keys=True)
+        parts = [self.spec, self.train.model_dump(), self.seed, self.tokenizer_identity]
+        if self.train_token_limit is not None:
+            parts.append(self.train_token_limit)
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -61,6 +70,7 @@ class TrainResult:
     seconds: float = 0.0
     num_params: int = 0
     resumed_from: int = 0
+    is_main: bool = True  # rank 0 (or the only process): the one that writes outputs
 
 
 def learning_rate(step: int, train: TrainParams) -> float:
@@ -78,7 +88,11 @@ def make_optimizer(model: torch.nn.Module, train: TrainParams) -> torch.optim.Ad
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), foreach=True)
+    # The fused kernel updates every tensor in one pass; on CPU it measured ~10x faster than the
+    # foreach implementation (which falls back to one small op per tensor there); see `bench`.
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    kind = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), **kind)
 
 
 class _StopRequest:
@@ -176,6 +190,46 @@ def estimate_val_loss(model, stream: TokenStream, job: TrainJob, device, group: 
     return sum(losses) / len(losses)
 
 
+def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, device, group: ProcessGroup,
+               micro: int, accum: int) -> tuple[float, float]:
+    """One optimizer step of the loop; `train_model` runs it, and the bench times exactly it.
+
+    Sets the step's learning rate, runs this rank's micro-batches of the global `batch` (forward
+    under autocast, float32 cross-entropy, backward), measures the gradient norm (clipping it when
+    train.grad_clip > 0), then steps AdamW. Returns (loss averaged over ranks, gradient norm).
+    When either is non-finite no update is applied: the caller stops the run.
+    """
+    for g in optimizer.param_groups:
+        g["lr"] = learning_rate(step, train)
+    batch_x, batch_y = batch
+    loss_sum = 0.0
+    for micro_step in range(accum):
+        first_row = (group.rank * accum + micro_step) * micro
+        x, y = batch_x[first_row : first_row + micro].to(device), batch_y[first_row : first_row + micro].to(device)
+        # DDP all-reduces gradients only on the last micro-step of the accumulation.
+        sync = contextlib.nullcontext() if micro_step == accum - 1 or group.world_size == 1 else runner.no_sync()
+        with sync:
+            with autocast(device, train.dtype):
+                logits = runner(x)
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            (loss / accum).backward()
+        loss_sum += loss.item()
+    step_loss = _mean_across_ranks(loss_sum / accum, group, device)
+    if not math.isfinite(step_loss):
+        return step_loss, math.nan
+    # The norm is measured even without clipping: a non-finite gradient would poison the
+    # weights (and the next checkpoint) while this step's loss still looked fine.
+    if train.grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip).item()
+    else:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]).item()
+    if not math.isfinite(grad_norm):
+        return step_loss, grad_norm
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, grad_norm
+
+
 def train_model(job: TrainJob) -> TrainResult:
     train = job.train
     device = resolve_device(train.device, train.allow_device_fallback)
@@ -183,6 +237,8 @@ def train_model(job: TrainJob) -> TrainResult:
     if train.threads:
         torch.set_num_threads(train.threads)
     train_stream = TokenStream.open(job.token_dir / "train.bin", job.vocab_size)
+    if job.train_token_limit is not None:  # batches are then drawn from this prefix only
+        train_stream = TokenStream(train_stream.path, train_stream.tokens[: job.train_token_limit])
     val_stream = TokenStream.open(job.token_dir / "val.bin", job.vocab_size)
     train_stream.check_block_size(train.block_size, "train")
     val_stream.check_block_size(train.block_size, "val")
@@ -191,7 +247,7 @@ def train_model(job: TrainJob) -> TrainResult:
     if group.is_main:
         _remove_stale_temp_files(job.checkpoint_dir / "last.ckpt", job.model_out)
 
-    result = TrainResult()
+    result = TrainResult(is_main=group.is_main)
     model, optimizer, data_gen, start_step = _resume_or_start(job, device, result)
     result.num_params, result.resumed_from = model.num_params(), start_step
     runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
@@ -202,32 +258,14 @@ def train_model(job: TrainJob) -> TrainResult:
     step = start_step
     with _StopRequest() as stop:
         for step in range(start_step, train.steps):
-            for g in optimizer.param_groups:
-                g["lr"] = learning_rate(step, train)
-            loss_sum = 0.0
-            for micro_step in range(accum):
-                x, y = train_stream.batch(data_gen, train.batch_size, train.block_size)
-                rows = slice((group.rank * accum + micro_step) * micro, (group.rank * accum + micro_step + 1) * micro)
-                x, y = x[rows].to(device), y[rows].to(device)
-                with autocast(device, train.dtype):
-                    logits = runner(x)
-                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-                (loss / accum).backward()
-                loss_sum += loss.item()
-            step_loss = _mean_across_ranks(loss_sum / accum, group, device)
+            # One draw of the global batch per step; this rank's micro-batches are its rows of it.
+            batch = train_stream.batch(data_gen, train.batch_size, train.block_size)
+            step_loss, grad_norm = train_step(runner, model, optimizer, batch, step, train, device, group, micro, accum)
             done = step + 1
             if not math.isfinite(step_loss):
                 raise _diverged(job, f"the training loss became {step_loss}", done)
-            # The norm is measured even without clipping: a non-finite gradient would poison the
-            # weights (and the next checkpoint) while this step's loss still looked fine.
-            if train.grad_clip > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            else:
-                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-            if not math.isfinite(grad_norm.item()):  # DDP has already averaged the gradients
-                raise _diverged(job, f"the gradient norm became {grad_norm.item()}", done)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            if not math.isfinite(grad_norm):  # DDP has already averaged the gradients
+                raise _diverged(job, f"the gradient norm became {grad_norm}", done)
             result.tokens_seen += train.batch_size * train.block_size
             if done % train.log_every == 0 or done == train.steps:
                 result.history.append({"step": done, "train_loss": round(step_loss, 6)})
@@ -237,16 +275,20 @@ def train_model(job: TrainJob) -> TrainResult:
                 if not math.isfinite(val_loss):
                     raise _diverged(job, f"the validation loss became {val_loss}", done)
                 result.history.append({"step": done, "val_loss": round(val_loss, 6)})
+            # Every rank stops at the same step, even if only some of them got the signal.
+            stopping = _any_rank(stop.signal is not None, group, device)
             # On a signal the state is saved even after the last step, so the rerun only writes the outputs.
-            if group.is_main and ((done % train.checkpoint_every == 0 and done < train.steps) or stop.signal is not None):
-                _require_finite_weights(job, model, done)
-                save_checkpoint(job.checkpoint_dir / "last.ckpt", _checkpoint_payload(job, model, optimizer, done, data_gen, result))
-            if stop.signal is not None:
-                print(f"{job.name}: stopped by signal {stop.signal} after step {done}; checkpoint saved", file=sys.stderr)
-                raise SystemExit(128 + stop.signal)
+            if (done % train.checkpoint_every == 0 and done < train.steps) or stopping:
+                _require_finite_weights(job, model, done)  # on every rank, so that all of them stop together
+                if group.is_main:
+                    save_checkpoint(job.checkpoint_dir / "last.ckpt", _checkpoint_payload(job, model, optimizer, done, data_gen, result))
+            if stopping:
+                signum = stop.signal or signal.SIGTERM
+                print(f"{job.name}: stopped by signal {int(signum)} after step {done}; checkpoint saved", file=sys.stderr)
+                raise SystemExit(128 + signum)
     result.seconds = time.perf_counter() - began
+    _require_finite_weights(job, model, train.steps)
     if group.is_main:
-        _require_finite_weights(job, model, train.steps)
         final = _checkpoint_payload(job, model, optimizer, train.steps, data_gen, result)
         del final["optimizer"], final["data_rng"], final["torch_rng"]
         save_checkpoint(job.model_out, final)
@@ -281,6 +323,14 @@ def _remove_stale_temp_files(*targets: Path) -> None:
         if target.parent.is_dir():
             for stale in target.parent.glob(temp_name_pattern(target)):
                 stale.unlink(missing_ok=True)
+
+
+def _any_rank(flag: bool, group: ProcessGroup, device) -> bool:
+    if group.world_size == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 def _mean_across_ranks(value: float, group: ProcessGroup, device) -> float:

@@ -1,6 +1,7 @@
 """Stage `evaluate@<model>`: held-out loss, perplexity, bits per byte, floor gap, and samples."""
 
 import sys
+from dataclasses import asdict
 
 import torch
 
@@ -11,6 +12,7 @@ from picollm.errors import exit_on_pico_error
 from picollm.evaluate import eval_metrics, load_model
 from picollm.generation import generate
 from picollm.io import read_json, write_json, write_text
+from picollm.models.registry import model_config
 from picollm.sampling import SamplingConfig
 
 
@@ -33,11 +35,14 @@ def main(name: str) -> None:
     params = load_params()
     meta = read_json(paths.TOKENS_META)
     tok = tokenizer.load(paths.TOKENS_DIR)
-    model = load_model(paths.model_checkpoint(name), tok)
+    train = params.model_train(name)
+    # The checkpoint must be the model params.yaml describes now, not a stale or copied one.
+    expected = model_config(params.model_spec(name), vocab_size=tok.vocab_size, block_size=train.block_size, pad_id=tok.eot_id, key=f"models.{name}")
+    model = load_model(paths.model_checkpoint(name), tok, expect={"family": params.models[name]["family"], "config": asdict(expected)})
     streams = {split: TokenStream.open(paths.TOKENS_DIR / f"{split}.bin", tok.vocab_size) for split in ("val", "test")}
     split_bytes = {split: meta["splits"][split]["bytes"] for split in streams}
     floor = read_json(paths.DATA_METRICS).get("entropy_floor_bpb")
-    block_size = params.model_train(name).block_size
+    block_size = train.block_size
     metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"])
     write_json(paths.eval_metrics(name), metrics)
     ev = params.evaluate

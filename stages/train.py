@@ -1,5 +1,10 @@
-"""Stage `train@<model>`: train one model from params.yaml's models.<model> with the shared loop."""
+"""Stage `train@<model>`: train one model from params.yaml's models.<model> with the shared loop.
 
+With `train.nproc` > 1 the stage re-executes itself under torchrun; the loop then runs
+data-parallel and only rank 0 writes checkpoints, logs and timings.
+"""
+
+import os
 import sys
 
 from picollm import paths
@@ -10,16 +15,27 @@ from picollm.train import TrainJob, train_model
 from picollm.trainlog import write_history
 
 
+def relaunch_under_torchrun(name: str, nproc: int) -> None:
+    command = ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", "stages.train", name]
+    print(f"train@{name}: {' '.join(command)}", file=sys.stderr, flush=True)
+    os.execvp(command[0], command)
+
+
 @exit_on_pico_error
 def main(name: str) -> None:
     params = load_params()
+    train = params.model_train(name)
+    if train.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(name, train.nproc)
     meta = read_json(paths.TOKENS_META)
     job = TrainJob(
-        name=name, spec=params.model_spec(name), train=params.model_train(name), seed=params.seed,
+        name=name, spec=params.model_spec(name), train=train, seed=params.seed,
         token_dir=paths.TOKENS_DIR, vocab_size=meta["vocab_size"], eot_id=meta["eot_id"],
         tokenizer_identity=meta["identity"], model_out=paths.model_checkpoint(name), checkpoint_dir=paths.resume_dir(name),
     )
     result = train_model(job)
+    if not result.is_main:
+        return
     last_train = next(r["train_loss"] for r in reversed(result.history) if "train_loss" in r)
     write_history(paths.train_log_dir(name), result.history, {
         "params": result.num_params, "steps": job.train.steps, "tokens_seen": result.tokens_seen, "final_train_loss": last_train,
@@ -29,6 +45,7 @@ def main(name: str) -> None:
         "seconds": round(result.seconds, 3),
         "tokens_per_second": round(trained_tokens / max(result.seconds, 1e-9), 1),
         "resumed_from_step": result.resumed_from,
+        "processes": train.nproc,
     })
 
 

@@ -92,15 +92,20 @@ def make_job(work: Path, tok: tokenizer_mod.Tokenizer, token_dir: Path, spec: di
 
 
 def smoke_params(**sections) -> dict:
-    """A complete, small params dict reading the workspace's text corpus; sections override."""
-    params = {
+    """Complete, small params reading the workspace's text corpus, with the `tiny` model; sections override.
+
+    Built on profiles/smoke.yaml (whose models stay defined, so sections that refer to them, e.g.
+    sweeps, remain valid); data, tokenizer, train and evaluate are replaced by tiny settings.
+    """
+    params = yaml.safe_load((PROJECT_ROOT / "profiles" / "smoke.yaml").read_text(encoding="utf-8"))
+    params.update({
         "seed": 7,
         "data": {"source": "text", "text": {"paths": ["corpus"], "mode": "line"}, "val_fraction": 0.1, "test_fraction": 0.1},
         "tokenizer": {"kind": "bpe", "vocab_size": 300, "encode_threads": 1},
         "train": dict(TINY_TRAIN),
-        "models": {"tiny": dict(TINY_TRANSFORMER)},
         "evaluate": {"max_new_tokens": 4, "num_samples": 1},
-    }
+    })
+    params["models"] = {**params["models"], "tiny": dict(TINY_TRANSFORMER)}
     for key, value in sections.items():
         params[key] = value
     return params

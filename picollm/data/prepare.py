@@ -81,5 +81,8 @@ def read_split(directory: str | Path, name: str) -> list[Document]:
     path = Path(directory) / f"{name}.jsonl"
     if not path.is_file():
         raise PicoError(f"{path} does not exist; run `dvc repro prepare` first")
-    with open(path, encoding="utf-8") as handle:
-        return [Document(**json.loads(line)) for line in handle]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [Document(**json.loads(line)) for line in handle]
+    except (ValueError, TypeError) as err:  # JSON, UTF-8 and field errors alike
+        raise PicoError(f"{path} is damaged ({type(err).__name__}); rerun `dvc repro prepare`") from None

@@ -61,7 +61,12 @@ class TokenStream:
         dtype = token_dtype(vocab_size)
         if path.stat().st_size % dtype.itemsize:
             raise PicoError(f"{path} has a size that is not a whole number of {dtype} tokens; it is damaged, rerun `dvc repro tokenize`")
-        return cls(path, np.memmap(path, dtype=dtype, mode="r"))
+        tokens = np.memmap(path, dtype=dtype, mode="r")
+        # One pass over the cache is cheap next to training, and an out-of-range id would
+        # otherwise surface as an IndexError deep inside an embedding.
+        if len(tokens) and int(tokens.max()) >= vocab_size:
+            raise PicoError(f"{path} holds token id {int(tokens.max())}, beyond the vocab of {vocab_size}; rerun `dvc repro tokenize`")
+        return cls(path, tokens)
 
     def __len__(self) -> int:
         return len(self.tokens)
