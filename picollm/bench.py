@@ -114,28 +114,51 @@ def bf16_support(device_type: str = "cpu") -> dict[str, Any]:
     return {"native": bool(present) or bool(onednn), "cpu_flags": present, "onednn_bf16": onednn}
 
 
-def matmul_peak(dtype_name: str = "float32", size: int = 1024, repeats: int = 5, budget_seconds: float = 1.0) -> dict:
-    """GFLOP/s of torch.mm on square matrices: the median of `repeats` timed products.
+def matmul_peak(dtype_name: str = "float32", size: int = 1024, repeats: int = 5, cap_seconds: float = 3.0,
+                device: str = "cpu") -> dict:
+    """GFLOP/s of torch.mm on square matrices of side `size`: the median of `repeats` products.
 
-    Starts at 256 and doubles up to `size` while `repeats` products still fit `budget_seconds`,
-    so an emulated dtype (bf16 without hardware support) costs a fraction of a second, not minutes.
+    For other dtypes than fp32 a quick product at side 256 first estimates the rate; when `repeats`
+    products at `size` would take longer than `cap_seconds` (an emulated dtype: bf16 without
+    hardware support runs ~50x slower than fp32), the side is halved until they fit.
     """
     import torch
 
     dtype = getattr(torch, dtype_name)
-    n = min(256, size)
-    while True:
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        torch.mm(a, b)  # warm-up: first-call allocation and kernel selection
+
+    cpu_times: list[float] = []
+
+    def timed(n: int, count: int, pick=statistics.median) -> float:
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        torch.mm(a, b)  # warm-up: allocation, kernel selection, thread pool
         times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
+        cpu_times.clear()
+        for _ in range(count):
+            _sync(device)
+            began, cpu_began = time.perf_counter(), time.process_time()
             torch.mm(a, b)
+            _sync(device)
             times.append(time.perf_counter() - began)
-        seconds = statistics.median(times)
-        if n * 2 > size or seconds * 8 * repeats > budget_seconds:
-            return {"gflops": 2.0 * n**3 / seconds / 1e9, "size": n}
-        n *= 2
+            cpu_times.append(time.process_time() - cpu_began)
+        return pick(times)
+
+    n = size
+    if dtype != torch.float32:  # fp32 is the reference: always at full size
+        probe = min(256, size)
+        rate = 2.0 * probe**3 / timed(probe, 3, min)
+        while n > probe and 2.0 * n**3 / rate * (repeats + 1) > cap_seconds:
+            n //= 2
+    seconds = timed(n, repeats)
+    return {"gflops": 2.0 * n**3 / seconds / 1e9, "size": n,
+            "gflops_cpu": 2.0 * n**3 / max(statistics.median(cpu_times), 1e-9) / 1e9}
+
+
+def _sync(device) -> None:
+    """Wait for queued GPU work (a no-op on CPU, where every op has finished when it returns)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def peak_rss_mb() -> float:
@@ -148,17 +171,22 @@ def peak_rss_mb() -> float:
 
 # ------------------------------------------------------------------------------------ training
 def _timed_repeats(run_once: Callable[[], int], repeats: int, min_seconds: float, peak: Callable[[], dict]) -> list[dict]:
-    """`repeats` x (peak measurement, then run_once() until min_seconds): units/s and the peak."""
+    """`repeats` x (peak measurement, then run_once() until min_seconds): units/s and the peak.
+
+    Each rate is also taken per second of this process's CPU time (all its threads): on a busy
+    machine that ratio moves much less than the wall-clock one, which is the one reported first."""
     rows = []
     for _ in range(repeats):
         measured = peak()
-        units, began = 0, time.perf_counter()
+        units, began, cpu_began = 0, time.perf_counter(), time.process_time()
         while True:
             units += run_once()
             elapsed = time.perf_counter() - began
             if elapsed >= min_seconds:
                 break
-        rows.append({"rate": units / elapsed, "peak_gflops": measured["gflops"], "seconds": elapsed})
+        cpu = time.process_time() - cpu_began
+        rows.append({"rate": units / elapsed, "peak_gflops": measured["gflops"], "seconds": elapsed,
+                     "rate_cpu": units / max(cpu, 1e-9), "peak_gflops_cpu": measured["gflops_cpu"]})
     return rows
 
 
@@ -202,7 +230,7 @@ def train_speed(job: dict) -> dict:
     first_step = time.perf_counter() - began  # includes compilation when train.compile is on
     for _ in range(job["warmup_steps"] - 1):
         one_step()
-    peak = lambda: matmul_peak("float32", job["peak_size"])  # noqa: E731
+    peak = lambda: matmul_peak("float32", job["peak_size"], device=device.type)  # noqa: E731
     rows = _timed_repeats(one_step, job["repeats"], job["min_seconds"], peak)
     flops = model.flops_per_token(train.block_size)
     return _summary(rows, flops, {
@@ -214,12 +242,14 @@ def train_speed(job: dict) -> dict:
 def _summary(rows: list[dict], flops_per_token: float, extra: dict) -> dict:
     rate = statistics.median(r["rate"] for r in rows)
     mfu = statistics.median(r["rate"] * flops_per_token / 1e9 / r["peak_gflops"] for r in rows)
+    mfu_cpu = statistics.median(r["rate_cpu"] / r["peak_gflops_cpu"] * flops_per_token / 1e9 for r in rows)
     return {
         **extra,
         "tokens_per_s": rate,
         "gflops": rate * flops_per_token / 1e9,
         "peak_gflops": statistics.median(r["peak_gflops"] for r in rows),
         "mfu": mfu,
+        "mfu_cpu_time": mfu_cpu,
         "repeats": [{"tokens_per_s": r["rate"], "peak_gflops": r["peak_gflops"]} for r in rows],
     }
 
@@ -290,17 +320,36 @@ def generation_speed(model, prompt_ids: list[int], new_tokens: int, repeats: int
 
 # ------------------------------------------------------------------------------------ data path
 def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int) -> dict:
-    """Batched encode throughput (MB/s of UTF-8 input) with `threads` threads and with one."""
+    """Batched encode throughput (MB/s of UTF-8 input) of the token cache's `encode_texts`.
+
+    Also on one thread, and tiktoken's own `encode_ordinary_batch` (one task per document) on
+    `threads`, for comparison; `mb_per_cpu_s` divides by the process's CPU time instead of the
+    wall clock, which a busy machine moves much less.
+    """
+    import os
+
+    from picollm.data.tokens import encode_texts
+
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    tokenizer.encode_batch(texts[:256], threads=threads)  # warm-up (regex compilation, caches)
+    encode_texts(tokenizer, texts[:256], threads)  # warm-up (regex compilation, caches, threads)
+    variants = {
+        "mb_per_s": lambda: encode_texts(tokenizer, texts, threads),
+        "mb_per_s_1_thread": lambda: encode_texts(tokenizer, texts, 1),
+        "tiktoken_batch_mb_per_s": lambda: tokenizer.encode_batch(texts, threads=threads),
+    }
     out: dict[str, Any] = {"megabytes": megabytes, "threads": threads}
-    for label, count in (("mb_per_s", threads), ("mb_per_s_1_thread", 1)):
+    cpu_rates = []
+    for label, run in variants.items():
         times = []
         for _ in range(repeats):
-            began = time.perf_counter()
-            tokenizer.encode_batch(texts, threads=count)
+            cpu, began = os.times(), time.perf_counter()
+            run()
             times.append(time.perf_counter() - began)
+            if label == "mb_per_s":
+                after = os.times()
+                cpu_rates.append(megabytes / max(after.user + after.system - cpu.user - cpu.system, 1e-3))
         out[label] = megabytes / statistics.median(times)
+    out["mb_per_cpu_s"] = statistics.median(cpu_rates)
     return out
 
 
@@ -352,6 +401,7 @@ def run_bench(params: "Params", token_dir: Path, prepared_dir: Path, log: Callab
     from picollm import tokenizer as tokenizer_mod
     from picollm.data.prepare import read_split
     from picollm.data.tokens import TokenStream
+    from picollm.device import resolve_device
     from picollm.io import read_json
     from picollm.models.registry import build_model
 
@@ -364,12 +414,13 @@ def run_bench(params: "Params", token_dir: Path, prepared_dir: Path, log: Callab
     tokens = token_dir / "train.bin"
     began = time.perf_counter()
 
-    support = bf16_support()
+    device = resolve_device(params.train.device, params.train.allow_device_fallback, announce=False)
+    support = bf16_support(device.type)
     do_bf16 = bench.bfloat16 == "always" or (bench.bfloat16 == "auto" and support["native"])
-    peaks = {"float32": matmul_peak("float32", bench.peak_size), "bfloat16": matmul_peak("bfloat16", bench.peak_size)}
+    peaks = {dtype: matmul_peak(dtype, bench.peak_size, device=device.type) for dtype in ("float32", "bfloat16")}
     info = cpu_info()
     out: dict[str, Any] = {
-        "machine": {"cpu": info["cpu"], "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": {"cpu": info["cpu"], "device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "bf16": {**support, "measured": do_bf16}},
         "peak_gflops": {k: v["gflops"] for k, v in peaks.items()},
         "peak_size": {k: v["size"] for k, v in peaks.items()},
@@ -420,7 +471,8 @@ def run_bench(params: "Params", token_dir: Path, prepared_dir: Path, log: Callab
     torch.manual_seed(params.seed)
     prompt = tok.encode(params.evaluate.prompt) or [eot]
     spec = params.model_spec(gen.model)
-    model = build_model(spec, vocab_size=vocab, block_size=len(prompt) + gen.new_tokens, pad_id=eot, key=f"models.{gen.model}")
+    model = build_model(spec, vocab_size=vocab, block_size=len(prompt) + gen.new_tokens, pad_id=eot,
+                        key=f"models.{gen.model}").to(device)
     out["generation"] = {"model": gen.model, **generation_speed(model, prompt, gen.new_tokens, gen.repeats)}
     log(f"decoding {gen.model}: {out['generation']['cache_speedup']:.1f}x faster with the KV cache")
 
@@ -483,12 +535,13 @@ def markdown_report(out: dict) -> str:
         f"Measured on {machine['cpu']} with {machine['threads']} threads (torch {machine['torch']}). Matmul peak, "
         f"measured in each process right before its timings: **{peak['float32']:.1f} GFLOP/s fp32**, "
         f"{peak['bfloat16']:.1f} GFLOP/s bf16 ({out['bf16_peak_ratio']:.3f}x; native bf16: {native}). "
-        "MFU = model FLOPs (`flops_per_token` x tokens/s) / the fp32 peak; medians of "
+        "MFU = model FLOPs (`flops_per_token` x tokens/s) / the fp32 peak (also per second of the process's "
+        "CPU time, which a busy machine moves less); medians of "
         f"{out['settings']['repeats']} repetitions; batch {out['settings']['batch_size']} x block "
         f"{out['settings']['block_size']}.",
         "",
-        "| model | kind | params | tokens/s | GFLOP/s | MFU | target | bf16 | peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | kind | params | tokens/s | GFLOP/s | MFU | MFU (CPU time) | target | bf16 | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in out["train"].items():
         fp32 = row["float32"]
@@ -502,12 +555,12 @@ def markdown_report(out: dict) -> str:
             bf16_cell = "n/a"
         lines.append(
             f"| {name} | {row['variant']} | {fp32['params']:,} | {_fmt_rate(fp32['tokens_per_s'])} | {fp32['gflops']:.1f} "
-            f"| {fp32['mfu']:.2f} | {target} | {bf16_cell} | {fp32['peak_rss_mb']:,.0f} MB |"
+            f"| {fp32['mfu']:.2f} | {fp32['mfu_cpu_time']:.2f} | {target} | {bf16_cell} | {fp32['peak_rss_mb']:,.0f} MB |"
         )
         if "torch_lstm" in row:
             t = row["torch_lstm"]
             lines.append(f"| *torch.nn.LSTM alone* | fwd+bwd | {t['params']:,} | {_fmt_rate(t['tokens_per_s'])} | "
-                         f"{t['gflops']:.1f} | {t['mfu']:.2f} | - | | |")
+                         f"{t['gflops']:.1f} | {t['mfu']:.2f} | {t['mfu_cpu_time']:.2f} | - | | |")
     g, tok, loader = out["generation"], out["tokenizer"], out["loader"]
     lines += [
         "",

@@ -150,6 +150,7 @@ class SampleParams(Strict):
     max_new_tokens: int = Field(160, ge=1)
     seed: int = Field(0, ge=0)
     settings: list[SampleSetting] = Field(default_factory=_default_sample_settings, min_length=1)
+    workers: int = Field(2, ge=1, le=64, description="processes decoding models in parallel, one torch thread each")
 
     @field_validator("settings")
     @classmethod
@@ -250,7 +251,7 @@ class SweepsParams(Strict):
 
 # ---------------------------------------------------------------- speed (stage `bench`)
 def _default_bench_sizes() -> dict[str, dict[str, Any]]:
-    return {"transformer": {"d_model": 256, "d_ff": 1024, "n_layer": 4}, "kgram": {"hidden": 512}, "lstm": {}}
+    return {"transformer": {"d_model": 256, "n_head": 4, "d_ff": 1024, "n_layer": 4}, "kgram": {"hidden": 512}, "lstm": {}}
 
 
 def _default_bench_reference() -> dict[str, Any]:

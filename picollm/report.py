@@ -22,6 +22,7 @@ CAPTIONS = {
     "bpb_vs_params.png": "Validation bits per byte against parameter count; the solid line is the corpus entropy floor.",
     "throughput.png": "Training throughput in tokens per second on the machine that ran the pipeline.",
     "sampling_quality_diversity.png": "Sampling study: quality against diversity for every model and decoding setting.",
+    "bench.png": "Speed: every model's training step and decoding against this machine's matmul peak (stage bench).",
     "sweep_corpus_size.png": "Study corpus_size: loss against the number of train documents, at a fixed step budget.",
     "sweep_training_budget.png": "Study training_budget: final loss against steps, and the val loss during training.",
     "sweep_overfitting.png": "Study overfitting: train and held-out loss during long training on a few documents.",

@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from picollm import tokenizer as tokenizer_mod
 from picollm.data.stories import recognize_sentence, split_sentences
+from picollm.evaluate import load_model
 from picollm.generation import generate_batch
 from picollm.models.base import LanguageModel
 from picollm.sampling import SamplingConfig
@@ -184,6 +188,57 @@ def study_row(
         "accepted_share": _round(acceptance_share(samples.texts, samples.truncated)) if use_recognizer else None,
         "scorer_nll": _round(nll / tokens) if tokens else None,
     }
+
+
+# ---------------------------------------------------------------- one model's part of the study
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """Everything one model's part of the study needs; picklable, so a worker process can run it."""
+
+    name: str
+    checkpoint: str
+    scorer: str  # the scorer's checkpoint
+    tokens_dir: str
+    prompt: str
+    settings: tuple[SamplingConfig, ...]
+    num_samples: int
+    max_new_tokens: int
+    seed: int
+    use_recognizer: bool
+
+
+@lru_cache(maxsize=1)
+def _tokenizer(directory: str) -> Tokenizer:
+    return tokenizer_mod.load(directory)
+
+
+@lru_cache(maxsize=2)  # the scorer and the model under study, in each process
+def _model(checkpoint: str, tokens_dir: str) -> LanguageModel:
+    return load_model(checkpoint, _tokenizer(tokens_dir))
+
+
+def run_model_job(job: ModelJob) -> tuple[list[dict], list[SampleSet], float]:
+    """The rows and samples of one model at every setting, and the seconds it took.
+
+    Decoding runs on one torch thread: its many small operations gain little from a second
+    thread, and lose a lot when the cores are shared (threads spin at every barrier). The
+    stage parallelises over models instead, one single-threaded process per core, so the
+    numbers never depend on how many processes ran them.
+    """
+    began = time.perf_counter()
+    torch.set_num_threads(1)
+    tok = _tokenizer(job.tokens_dir)
+    scorer = _model(job.scorer, job.tokens_dir)
+    model = _model(job.checkpoint, job.tokens_dir)
+    context = prompt_ids(tok, job.prompt)
+    rows, sample_sets = [], []
+    for sampling in job.settings:
+        drawn = draw_samples(model, tok, job.prompt, sampling, job.num_samples, job.max_new_tokens, job.seed)
+        rows.append(study_row(job.name, sampling, drawn, continuation_nll(scorer, context, drawn.token_ids), job.use_recognizer))
+        sample_sets.append(drawn)
+    return rows, sample_sets, time.perf_counter() - began
 
 
 # ---------------------------------------------------------------- the plot

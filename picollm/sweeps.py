@@ -109,7 +109,8 @@ def parse_point(params, sweep: str, assignments: list[str]) -> dict[str, Any]:
         try:
             point[name] = types[name](raw)
         except ValueError:
-            raise PicoError(f"sweep {sweep}: {name}={raw!r} is not a {types[name].__name__}") from None
+            kind = {int: "an integer", float: "a number"}.get(types[name], "a string")
+            raise PicoError(f"sweep {sweep}: {name}={raw!r} is not {kind}") from None
     if set(point) != set(types):
         raise PicoError(f"sweep {sweep}: a point needs a value for each of {', '.join(types)}; got {', '.join(point) or 'none'}")
     if point not in points(params, sweep):

@@ -190,6 +190,42 @@ def estimate_val_loss(model, stream: TokenStream, job: TrainJob, device, group: 
     return sum(losses) / len(losses)
 
 
+class _CrossEntropy(torch.autograd.Function):
+    """`F.cross_entropy(logits, targets)` (mean over rows) whose backward makes no new buffer.
+
+    The forward keeps the log-probabilities, as torch's does; the backward turns them, in place
+    and in one pass, into the gradient scale * (softmax - one_hot), with scale = grad / rows
+    folded into the exponent. torch's backward instead fills a zero (rows, vocab) tensor for the
+    NLL gradient and allocates another for the log-softmax one; on CPU this measured 1.2-1.3x
+    faster for the loss at batch 16 x block 256 (see `bench`), ~2-10% of a whole step.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits, dim=-1)
+        ctx.save_for_backward(logp, targets)
+        ctx.consumed = False
+        return -logp.gather(1, targets.unsqueeze(1)).mean()
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        if ctx.consumed:
+            raise RuntimeError("cross_entropy's backward reuses its saved log-probabilities; it cannot run twice")
+        ctx.consumed = True
+        logp, targets = ctx.saved_tensors
+        scale = float(grad_loss) / logp.size(0)
+        grad = logp.add_(math.log(scale)).exp_() if scale > 0 else logp.exp_().mul_(scale)
+        grad[torch.arange(grad.size(0), device=grad.device), targets] -= scale
+        return grad, None
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss of logits (rows, vocab) against target ids (rows,); see _CrossEntropy."""
+    if not torch.is_grad_enabled() or not logits.requires_grad:
+        return torch.nn.functional.cross_entropy(logits, targets)
+    return _CrossEntropy.apply(logits, targets)
+
+
 def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, device, group: ProcessGroup,
                micro: int, accum: int) -> tuple[float, float]:
     """One optimizer step of the loop; `train_model` runs it, and the bench times exactly it.
@@ -211,7 +247,7 @@ def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, d
         with sync:
             with autocast(device, train.dtype):
                 logits = runner(x)
-            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss = cross_entropy(logits.float().flatten(0, 1), y.flatten())
             (loss / accum).backward()
         loss_sum += loss.item()
     step_loss = _mean_across_ranks(loss_sum / accum, group, device)

@@ -26,6 +26,8 @@ TRANSFORMER_PRESETS = MappingProxyType(
             )
         ),
         # GPT-2 small's width (768, 12 heads) at 8 layers instead of 12 (the design's cap is 10).
+        # GELU is the exact (erf) form, as in nanoGPT: GPT-2's tanh approximation (mlp: gelu_tanh)
+        # differs by < 1e-3 and costs ~5% of a CPU training step (ATen's vectorised tanh).
         "gpt2": MappingProxyType(
             dict(
                 max_seq_len=1024, d_model=768, n_layer=8, n_head=12, n_kv_head=None, d_ff=3072,
