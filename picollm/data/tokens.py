@@ -28,7 +28,7 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str], threads: int, pool: Thr
 
     tiktoken releases the GIL while it encodes, so the threads run in parallel. Its own
     `encode_ordinary_batch` submits one task per document instead; on short stories that
-    bookkeeping measured ~30% of the CPU time (see `picollm.bench.tokenizer_speed`).
+    bookkeeping measured 30-45% of the CPU time (see `picollm.bench.tokenizer_speed`).
     """
     if threads <= 1 or len(texts) < 2 * threads:
         return [tokenizer.encode(text) for text in texts]
