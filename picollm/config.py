@@ -187,7 +187,7 @@ class SweepParams(Strict):
 class CorpusSizeSweep(SweepParams):
     """Train on the first N documents of the train split, for each N, at a fixed step budget."""
 
-    docs: list[int] = Field(default_factory=lambda: [250, 1000, 4000, 16000], min_length=1)
+    docs: list[int] = Field(default_factory=lambda: [50, 200, 800, 3200], min_length=1)
 
     @field_validator("docs")
     @classmethod
@@ -200,7 +200,7 @@ class CorpusSizeSweep(SweepParams):
 class TrainingBudgetSweep(SweepParams):
     """The same model and corpus trained for base_steps x each multiplier."""
 
-    base_steps: int = Field(40, ge=1)
+    base_steps: int = Field(12, ge=1)
     multipliers: list[int] = Field(default_factory=lambda: [1, 3, 6], min_length=1)
 
     @field_validator("multipliers")
@@ -214,11 +214,11 @@ class TrainingBudgetSweep(SweepParams):
 class OverfittingSweep(SweepParams):
     """Long training on a few train documents, a share of them held out: memorisation, divergence."""
 
-    documents: int = Field(30, ge=5, le=10_000, description="the first N documents of the train split")
+    documents: int = Field(20, ge=5, le=10_000, description="the first N documents of the train split")
     train_fraction: float = Field(0.6, gt=0.0, lt=1.0, description="share of them trained on; the rest is the test set")
-    prompt_words: int = Field(6, ge=1, description="samples continue the first words of a document")
+    prompt_words: int = Field(8, ge=1, description="samples continue the first words of a document")
     samples: int = Field(3, ge=1, le=100, description="greedy samples from train and from test documents, each")
-    max_new_tokens: int = Field(48, ge=1)
+    max_new_tokens: int = Field(40, ge=1)
 
 
 class HparamGridSweep(SweepParams):
@@ -242,7 +242,7 @@ class HparamGridSweep(SweepParams):
 
 
 class SweepsParams(Strict):
-    eval_docs: int = Field(100, ge=1, description="points are scored on the first N documents of each split")
+    eval_docs: int = Field(30, ge=1, description="points are scored on the first N documents of each split")
     corpus_size: CorpusSizeSweep = CorpusSizeSweep()
     training_budget: TrainingBudgetSweep = TrainingBudgetSweep()
     overfitting: OverfittingSweep = OverfittingSweep()
@@ -285,7 +285,7 @@ class BenchParams(Strict):
     compile: bool = Field(False, description="also time torch.compile'd training of the reference (compiling takes ~1 min)")
     isolate: bool = Field(True, description="one subprocess per model: a clean peak RSS each")
     generation: BenchGenerationParams = BenchGenerationParams()
-    tokenizer_mb: float = Field(4.0, gt=0.0, le=1024.0, description="megabytes of train text encoded per repetition")
+    tokenizer_mb: float = Field(2.0, gt=0.0, le=1024.0, description="megabytes of train text encoded per repetition")
 
 
 class Params(Strict):

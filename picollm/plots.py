@@ -137,14 +137,21 @@ def plot_bpb_vs_params(models_doc: dict, path: Path) -> None:
     else:
         df = _frame(rows, ["model", "params", "val_bpb"])
         sns.scatterplot(data=df, x="params", y="val_bpb", hue="model", s=70, ax=ax, legend=False)
-        for row in rows:
-            ax.annotate(row["model"], (row["params"], row["val_bpb"]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        # Neighbours in size alternate above and below their point, so the labels do not collide.
+        for index, row in enumerate(sorted(rows, key=lambda r: r["params"])):
+            ax.annotate(row["model"], (row["params"], row["val_bpb"]), textcoords="offset points",
+                        xytext=(5, 5) if index % 2 == 0 else (5, -13), fontsize=9)
         ax.set_xscale("log")
         floor, unigram = models_doc.get("entropy_floor_bpb"), models_doc.get("unigram_val_bpb")
+        top = max(1.3 * max(r["val_bpb"] for r in rows), 1.3 * (floor or 0.0))
         if floor is not None:
             ax.axhline(floor, color="black", linestyle="-", linewidth=1.2, label=f"entropy floor {floor:.3f}")
-        if unigram is not None:
+        if unigram is not None and unigram <= top:
             ax.axhline(unigram, color="grey", linestyle="--", linewidth=1, label=f"unigram baseline {unigram:.3f}")
+            top = 1.08 * unigram
+        elif unigram is not None:  # far above every model: named, not drawn, so the models keep the space
+            ax.plot([], [], " ", label=f"unigram baseline {unigram:.3f} (above)")
+        ax.set_ylim(0, top)
         if floor is not None or unigram is not None:
             ax.legend(loc="best")
         ax.set_xlabel("parameters (log scale)")
@@ -178,6 +185,9 @@ def plot_corpus_size(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     sns.lineplot(data=df, x="docs", y="loss", hue="model", style="split", markers=True, dashes=True, ax=ax)
     ax.set_xscale("log", base=2)
+    sizes = sorted(df["docs"].unique())
+    ax.set_xticks(sizes, [f"{int(d):,}" for d in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("train documents (log scale)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title("corpus_size: loss against corpus size, fixed steps")

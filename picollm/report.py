@@ -132,10 +132,12 @@ def findings(tables: dict[str, dict]) -> dict[str, list[str]]:
             turn = f"; the periodic held-out estimate flattens out at {last:.3f} while the train loss keeps falling"
         sentences.append(
             f"{model} after {s['steps']} steps on {docs[model]} documents: train loss {s['train_loss']:.3f} against held-out "
-            f"test loss {s['test_loss']:.3f} (gap {s['gap']:+.3f}){turn}. Greedy continuations of training documents repeat "
-            f"{s['source_match_words_train_prompts']:.1f} words of their own document verbatim (longest overlap with the "
-            f"training set {s['overlap_words_train_prompts']:.1f} words), against {s['source_match_words_test_prompts']:.1f} "
-            f"({s['overlap_words_test_prompts']:.1f}) for held-out documents."
+            f"test loss {s['test_loss']:.3f} (gap {s['gap']:+.3f}){turn}. Greedy continuations copy runs of "
+            f"{s['overlap_words_train_prompts']:.1f} words (mean longest run) verbatim from the training documents when "
+            f"prompted with a training document and {s['overlap_words_test_prompts']:.1f} when prompted with a held-out one, "
+            f"against {s['reference_overlap_words']:.1f} for the documents' real text (the corpus's own repetitiveness); "
+            f"they repeat the first {s['source_match_words_train_prompts']:.1f} words of their own training document "
+            f"({s['source_match_words_test_prompts']:.1f} for held-out ones)."
         )
     out["overfitting"] = sentences
     summary = tables["hparam_grid"]["summary"]
@@ -178,13 +180,15 @@ def memorisation_samples(samples: list[dict]) -> str:
         text = (f'<span class="prompt">{esc(s["prompt"])}</span>{esc(s["continuation"])}')
         rows.append(
             f"<tr><td>{esc(s['model'])}</td><td>{esc(s['part'])} #{s['document']}</td><td class=num>{s['source_match_words']}</td>"
-            f"<td class=num>{s['longest_overlap_words']}</td><td><div class=sample>{text}</div></td></tr>"
+            f"<td class=num>{s['longest_overlap_words']}</td><td class=num>{s['reference_overlap_words']}</td>"
+            f"<td><div class=sample>{text}</div></td></tr>"
         )
     return ("<p>Greedy continuations (prompt in bold) of the first words of training and held-out documents: "
             "<i>own doc</i> counts the leading words identical to the document's real continuation, <i>overlap</i> "
-            "the longest word-for-word run found anywhere in the training documents.</p>"
+            "the longest word-for-word run found anywhere in the training documents, <i>real</i> the same for the "
+            "document's real text against the other training documents.</p>"
             "<table><tr><th>model</th><th>prompt from</th><th class=num>own doc</th><th class=num>overlap</th>"
-            "<th>sample</th></tr>\n" + "\n".join(rows) + "\n</table>")
+            "<th class=num>real</th><th>sample</th></tr>\n" + "\n".join(rows) + "\n</table>")
 
 
 def samples_markdown_to_html(text: str, per_heading: int = 2) -> str:

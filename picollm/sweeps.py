@@ -306,6 +306,9 @@ def memorisation_samples(model, tok, texts: dict[str, list[str]], prompt_words: 
                                 sampling=SamplingConfig(greedy=True), eot_id=tok.eot_id))
             continuation = tok.decode(ids)
             words = continuation.split()
+            # The same test on the document's real text (as many words) against the other training
+            # documents: how much any text of this corpus shares with it, memorised or not.
+            others = [t for i, t in enumerate(texts["train"]) if part != "train" or i != index]
             rows.append({
                 "part": part,
                 "document": index,
@@ -313,6 +316,7 @@ def memorisation_samples(model, tok, texts: dict[str, list[str]], prompt_words: 
                 "continuation": continuation,
                 "words": len(words),
                 "longest_overlap_words": longest_overlap(words, texts["train"]),
+                "reference_overlap_words": longest_overlap(rest.split()[: max(1, len(words))], others),
                 "source_match_words": matching_prefix(words, rest.split()),
             })
     return rows
@@ -500,6 +504,8 @@ def summarize(sweep: str, rows: list[dict], docs: list[dict]) -> dict:
                 "overlap_words_test_prompts": mean("test", "longest_overlap_words"),
                 "source_match_words_train_prompts": mean("train", "source_match_words"),
                 "source_match_words_test_prompts": mean("test", "source_match_words"),
+                "reference_overlap_words": round(
+                    sum(s["reference_overlap_words"] for s in doc["samples"]) / max(1, len(doc["samples"])), 3),
             }
     elif sweep == "hparam_grid":
         for model, group in _by_model(rows).items():

@@ -58,7 +58,7 @@ def test_report_is_self_contained_and_holds_every_plot_finding_and_model(smoke_r
     for model in models_of(smoke_repo):
         assert f"<td>{model}</td>" in page and f"<h3>{model} " in page
     assert "as the corpus grows" in page and "The best configuration is" in page
-    assert "Greedy continuations of training documents" in page
+    assert "Greedy continuations copy runs of" in page
     # Regenerating from the same files gives the same bytes (no timings, no dates).
     before = (smoke_repo / "reports/index.html").read_bytes()
     run(["python", "-m", "stages.report"], smoke_repo)
@@ -104,7 +104,7 @@ def test_findings_are_computed_from_the_numbers():
         "overfitting": {"rows": [row("gptoss", train_docs=18)], "summary": {"gptoss": {
             "steps": 100, "train_loss": 0.5, "test_loss": 5.0, "gap": 4.5, "best_test_loss_logged": 4.4, "best_test_step": 40,
             "last_test_loss_logged": 4.9, "overlap_words_train_prompts": 20.0, "overlap_words_test_prompts": 8.0,
-            "source_match_words_train_prompts": 15.0, "source_match_words_test_prompts": 2.0}}},
+            "source_match_words_train_prompts": 15.0, "source_match_words_test_prompts": 2.0, "reference_overlap_words": 5.0}}},
         "hparam_grid": {"rows": [], "summary": {"best": {"config": "gptoss e64", "val_loss": 4.2, "val_bpb": 1.5},
                                                 "gptoss": {"best_config": "gptoss e64", "best_val_loss": 4.2, "worst_val_loss": 5.0}}},
     }
@@ -113,7 +113,7 @@ def test_findings_are_computed_from_the_numbers():
                                     "at 60 steps; its train loss rises from 3.000 to 3.900."]
     assert "lstm val loss falls from 6.000 to 5.000 with 6x the steps (10 to 60)" in found["training_budget"][0]
     assert "bottomed out at 4.400 (step 40) and rose to 4.900" in found["overfitting"][0]
-    assert "repeat 15.0 words of their own document" in found["overfitting"][0]
+    assert "copy runs of 20.0 words" in found["overfitting"][0] and "against 5.0 for the documents' real text" in found["overfitting"][0]
     assert found["hparam_grid"][0] == "The best configuration is gptoss e64 (val loss 4.200, 1.500 bpb)."
 
 

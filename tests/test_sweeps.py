@@ -84,6 +84,7 @@ def test_overfitting_logs_train_and_test_curves_and_memorisation_samples(smoke_r
         source = texts[sample["part"]][sample["document"]]
         assert source.startswith(sample["prompt"]) and len(sample["prompt"].split()) == section["prompt_words"]
         assert 0 <= sample["longest_overlap_words"] <= sample["words"]
+        assert 0 <= sample["reference_overlap_words"] <= max(1, sample["words"])
     row = table["rows"][0]
     assert row["train_docs"] == n_train
     summary = table["summary"][row["model"]]
