@@ -48,6 +48,7 @@ def test_param_change_reruns_only_that_model_and_shows_in_metrics_diff(smoke_rep
         assert "metrics/eval/lstm.json" in diff and "val_loss" in diff
         assert "metrics/eval/gptoss.json" not in diff
     finally:
-        # Leave the shared repo as committed for the tests that follow.
-        run(["git", "checkout", "--", "."], smoke_repo)
+        # Leave the shared repo as committed for the tests that follow. A reset, not a checkout:
+        # core.autostage has already staged the new dvc.lock.
+        run(["git", "reset", "-q", "--hard", "HEAD"], smoke_repo)
         run(["dvc", "checkout", "--force"], smoke_repo)
