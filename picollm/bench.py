@@ -25,6 +25,7 @@ ratios). `python -m picollm.bench worker JOB` is the per-model subprocess.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -196,7 +197,7 @@ def train_speed(job: dict) -> dict:
 
     from picollm.config import TrainParams
     from picollm.data.tokens import TokenStream
-    from picollm.device import ProcessGroup, resolve_device
+    from picollm.device import compile_model, init_process_group, resolve_device
     from picollm.models.registry import build_model
     from picollm.train import _accumulation_steps, make_optimizer, train_step
 
@@ -204,14 +205,15 @@ def train_speed(job: dict) -> dict:
         torch.set_num_threads(job["threads"])
     train = TrainParams.model_validate(job["train"])
     device = resolve_device(train.device, train.allow_device_fallback, announce=False)
-    group = ProcessGroup()
+    group = init_process_group(device)  # under torchrun: data-parallel, as train.nproc > 1 trains
     micro, accum = _accumulation_steps(train, group)
     stream = TokenStream.open(job["tokens"], job["stream_vocab_size"])
     torch.manual_seed(job["seed"])
     model = build_model(job["spec"], vocab_size=job["vocab_size"], block_size=train.block_size, pad_id=job["pad_id"],
                         key=job["name"]).to(device)
     optimizer = make_optimizer(model, train)
-    runner = torch.compile(model) if train.compile else model
+    runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
+    runner = compile_model(runner) if train.compile else runner
     generator = torch.Generator().manual_seed(job["seed"])
     tokens_per_step = train.batch_size * train.block_size
     step = 0
@@ -230,12 +232,22 @@ def train_speed(job: dict) -> dict:
     first_step = time.perf_counter() - began  # includes compilation when train.compile is on
     for _ in range(job["warmup_steps"] - 1):
         one_step()
-    peak = lambda: matmul_peak("float32", job["peak_size"], device=device.type)  # noqa: E731
+    def peak() -> dict:
+        # tokens/s counts every rank's rows, so MFU is against every rank's peak: this one's x ranks.
+        measured = matmul_peak("float32", job["peak_size"], device=device.type)
+        return {**measured, "gflops": measured["gflops"] * group.world_size,
+                "gflops_cpu": measured["gflops_cpu"] * group.world_size}
+
     rows = _timed_repeats(one_step, job["repeats"], job["min_seconds"], peak)
     flops = model.flops_per_token(train.block_size)
+    rss = [peak_rss_mb()]
+    if group.world_size > 1:  # every rank's own peak, so the total a machine needs is known
+        rss = [None] * group.world_size
+        torch.distributed.all_gather_object(rss, peak_rss_mb())
     return _summary(rows, flops, {
         "params": model.num_params(), "flops_per_token": flops, "first_step_seconds": first_step,
-        "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(), "dtype": train.dtype, "compile": train.compile,
+        "peak_rss_mb": max(rss), "total_rss_mb": sum(rss), "processes": group.world_size,
+        "threads": torch.get_num_threads(), "dtype": train.dtype, "compile": train.compile,
     })
 
 
@@ -281,11 +293,13 @@ def lstm_speed(job: dict) -> dict:
 WORKERS = {"train": train_speed, "lstm": lstm_speed}
 
 
-def run_job(job: dict, isolate: bool) -> dict:
-    """A worker job in a fresh interpreter (clean peak RSS, no state from earlier jobs) or here."""
-    if not isolate:
+def run_job(job: dict, isolate: bool, nproc: int = 1) -> dict:
+    """A worker job in a fresh interpreter (clean peak RSS, no state from earlier jobs) or here;
+    with nproc > 1, in that many data-parallel processes under torchrun (gloo on CPU)."""
+    if not isolate and nproc == 1:
         return WORKERS[job["kind"]](job)
-    result = subprocess.run([sys.executable, "-m", "picollm.bench", "worker", json.dumps(job)],
+    launcher = [sys.executable] if nproc == 1 else ["torchrun", "--standalone", f"--nproc_per_node={nproc}"]
+    result = subprocess.run([*launcher, "-m", "picollm.bench", "worker", json.dumps(job)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit code {result.returncode}"
@@ -627,7 +641,9 @@ def plot_bench(out: dict, path: Path) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "worker":
         job = json.loads(argv[1])
-        print(json.dumps(WORKERS[job["kind"]](job)))
+        result = WORKERS[job["kind"]](job)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0 only
+            print(json.dumps(result))
         return
     raise SystemExit("usage: python -m picollm.bench worker JOB_JSON (the stage is `python -m stages.bench`)")
 

@@ -70,5 +70,16 @@ def init_process_group(device: torch.device) -> ProcessGroup:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     # Deterministic kernels where torch has them; warn (not fail) for ops that lack one on GPU.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # The eager switch only: torch.use_deterministic_algorithms also sets inductor's flag, and
+    # importing inductor costs ~1.7 s in every process (most never compile); see compile_model.
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def compile_model(module: torch.nn.Module) -> torch.nn.Module:
+    """`torch.compile(module)` with inductor's deterministic mode on, which seed_everything leaves
+    to this function so that processes that never compile never import inductor."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
+    return torch.compile(module)

@@ -36,8 +36,11 @@ def load_model(path: str | Path, tokenizer: Tokenizer | None = None, expect: dic
 
 
 @torch.inference_mode()
-def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_windows: int = 16) -> tuple[float, int]:
-    """Total NLL in nats over every prediction in the split, and the number of predictions."""
+def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_windows: int = 4) -> tuple[float, int]:
+    """Total NLL in nats over every prediction in the split, and the number of predictions.
+
+    Windows are scored `batch_windows` at a time: 4 measured ~1.3x faster than 16 on CPU, whose
+    (16, 256, vocab) logits are freshly mapped and page-faulted by every batch."""
     block_size = min(block_size, model.max_context)
     stride = max(1, block_size // 2)
     total, count = 0.0, 0
@@ -52,8 +55,9 @@ def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_
         for items in by_len.values():
             x = torch.stack([i[0] for i in items])
             y = torch.stack([i[1] for i in items])
-            logp = torch.log_softmax(model(x).float(), dim=-1)
-            nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            # -log softmax(z)[y] = logsumexp(z) - z[y]: no (windows, T, vocab) log-probabilities.
+            logits = model(x).float()
+            nll = torch.logsumexp(logits, dim=-1) - logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
             for row, (_, _, first) in enumerate(items):
                 total += nll[row, first:].double().sum().item()
                 count += nll.size(1) - first

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from picollm.checkpoint import load_checkpoint, save_checkpoint
 from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
-from picollm.device import ProcessGroup, autocast, init_process_group, resolve_device, seed_everything
+from picollm.device import ProcessGroup, autocast, compile_model, init_process_group, resolve_device, seed_everything
 from picollm.errors import PicoError
 from picollm.io import temp_name_pattern
 from picollm.models.registry import build_model
@@ -295,7 +295,7 @@ def train_model(job: TrainJob) -> TrainResult:
     result.num_params, result.resumed_from = model.num_params(), start_step
     runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
     if train.compile:
-        runner = torch.compile(runner)
+        runner = compile_model(runner)
 
     began = time.perf_counter()
     step = start_step

@@ -122,6 +122,19 @@ def test_a_worker_subprocess_reports_the_same_keys_as_in_process(tiny_setup, tin
     assert isolated["params"] == tiny_run["train"]["tiny"]["float32"]["params"]
 
 
+def test_the_worker_times_data_parallel_training_under_torchrun(tiny_setup):
+    # The scaling study's process axis: the same worker in 2 gloo processes, one report from rank 0
+    # that adds up every rank's memory.
+    root, tok, params = tiny_setup
+    spec = bench.bench_spec(params, "tiny")
+    job = bench._train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
+                           "float32")
+    job["threads"] = 1
+    two = bench.run_job(job, isolate=True, nproc=2)
+    assert two["processes"] == 2 and two["threads"] == 1 and two["tokens_per_s"] > 0
+    assert two["peak_rss_mb"] < two["total_rss_mb"] <= 2 * two["peak_rss_mb"]
+
+
 def test_bench_params_are_checked_against_the_models():
     with pytest.raises(PicoError, match=r"bench.generation.model='nope'"):
         parse_params(H.smoke_params(bench={**TINY_BENCH, "generation": {"model": "nope"}}))

@@ -1,0 +1,117 @@
+"""How the cost of training grows on this machine: time per step and peak memory against model
+size, context length and process count.
+
+    dvc repro tokenize && python -m picollm.scaling   # ~2 min; writes reports/scaling.{json,md}
+
+Every point times the training loop's own `train_step` in a fresh process (the bench's worker,
+`picollm.bench.train_speed`), so peak RSS is that run's alone; the process-count points run the
+same worker under torchrun (gloo on CPU). Each point is set against the fp32 matmul peak measured
+in its own process, so the table reads as ratios even on a busy machine. The base model is the
+default `gptoss` entry of params.yaml; one axis varies at a time:
+
+- size: d_model (heads of 32, d_ff = 3 x d_model, the default's 4 blocks), batch 8 x 256;
+- context: block size at a constant 2,048 tokens per step (attention's share grows with it);
+- processes: the same global batch (8 x 256) on 1 process x 2 threads or 2 processes x 1 thread.
+
+It is a measurement to read, not a pipeline stage: `dvc repro` stays within its time budget, and
+its timings would make no cached output reproducible anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from picollm import paths
+from picollm.bench import run_job
+from picollm.io import read_json, write_json, write_text
+
+REPORT_JSON = paths.REPORTS_DIR / "scaling.json"
+REPORT_MD = paths.REPORTS_DIR / "scaling.md"
+BASE_MODEL = "gptoss"
+SIZES = (64, 128, 256, 384)
+CONTEXTS = (64, 128, 256, 512, 1024)
+TOKENS_PER_STEP = 2048
+
+
+def _job(params, spec: dict, batch_size: int, block_size: int, threads: int) -> dict:
+    meta = read_json(paths.TOKENS_META)
+    train = params.model_train(BASE_MODEL).merged({"batch_size": batch_size, "block_size": block_size, "micro_batch_size": 0})
+    return {
+        "kind": "train", "name": f"{BASE_MODEL}@scaling", "spec": spec, "train": train.model_dump(),
+        "vocab_size": meta["vocab_size"], "stream_vocab_size": meta["vocab_size"], "pad_id": meta["eot_id"],
+        "tokens": str(paths.TOKENS_DIR / "train.bin"), "seed": params.seed, "threads": threads,
+        "warmup_steps": 2, "repeats": 3, "min_seconds": 0.5, "peak_size": params.bench.peak_size,
+    }
+
+
+def _row(axis: str, value: Any, result: dict, tokens_per_step: int) -> dict:
+    return {
+        "axis": axis, "value": value, "params": result["params"], "processes": result["processes"],
+        "threads": result["threads"], "seconds_per_step": tokens_per_step / result["tokens_per_s"],
+        "tokens_per_s": result["tokens_per_s"], "mfu": result["mfu"], "peak_gflops": result["peak_gflops"],
+        "peak_rss_mb": result["peak_rss_mb"], "total_rss_mb": result["total_rss_mb"],
+    }
+
+
+def measure(params, log=print) -> list[dict]:
+    base = dict(params.model_spec(BASE_MODEL))
+    rows = []
+    for d_model in SIZES:
+        spec = {**base, "d_model": d_model, "n_head": max(1, d_model // 32), "n_kv_head": max(1, d_model // 32), "d_ff": 3 * d_model}
+        rows.append(_row("d_model", d_model, run_job(_job(params, spec, 8, 256, 0), isolate=True), 8 * 256))
+        log(f"d_model {d_model}: {rows[-1]['seconds_per_step'] * 1e3:.0f} ms/step")
+    for block in CONTEXTS:
+        batch = TOKENS_PER_STEP // block
+        rows.append(_row("context", block, run_job(_job(params, base, batch, block, 0), isolate=True), batch * block))
+        log(f"context {block}: {rows[-1]['seconds_per_step'] * 1e3:.0f} ms/step")
+    for nproc, threads in ((1, 2), (2, 1)):
+        rows.append(_row("processes", nproc, run_job(_job(params, base, 8, 256, threads), isolate=True, nproc=nproc), 8 * 256))
+        log(f"{nproc} process(es) x {threads} thread(s): {rows[-1]['seconds_per_step'] * 1e3:.0f} ms/step")
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    titles = {"d_model": "Model size (d_model; batch 8 x 256)", "context": f"Context length ({TOKENS_PER_STEP:,} tokens per step)",
+              "processes": "Process count (global batch 8 x 256, 2 cores)"}
+    lines = []
+    for axis, title in titles.items():
+        part = [r for r in rows if r["axis"] == axis]
+        first = part[0]
+        lines += [f"**{title}**", "",
+                  "| value | params | ms/step | x first | tokens/s | MFU | peak RSS / process | total RSS |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in part:
+            lines.append(
+                f"| {r['value']} | {r['params']:,} | {r['seconds_per_step'] * 1e3:.0f} | "
+                f"{r['seconds_per_step'] / first['seconds_per_step']:.2f} | {r['tokens_per_s']:,.0f} | {r['mfu']:.2f} | "
+                f"{r['peak_rss_mb']:,.0f} MB | {r['total_rss_mb']:,.0f} MB |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    from picollm.compare import update_readme
+    from picollm.config import load_params
+    from picollm.errors import exit_on_pico_error
+
+    @exit_on_pico_error
+    def run() -> None:
+        params = load_params()
+        if not paths.TOKENS_META.exists():
+            raise SystemExit(f"{paths.TOKENS_META} is missing: run `dvc repro tokenize` first")
+        rows = measure(params)
+        write_json(REPORT_JSON, {"base_model": BASE_MODEL, "rows": rows})
+        table = markdown(rows)
+        write_text(REPORT_MD, "# Cost growth (python -m picollm.scaling)\n\n" + table)
+        if "--readme" in argv:
+            update_readme(Path("README.md"), table, marker="scaling")
+        print(table)
+
+    run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
