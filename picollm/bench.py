@@ -197,9 +197,9 @@ def train_speed(job: dict) -> dict:
 
     from picollm.config import TrainParams
     from picollm.data.tokens import TokenStream
-    from picollm.device import compile_model, init_process_group, resolve_device
+    from picollm.device import init_process_group, resolve_device
     from picollm.models.registry import build_model
-    from picollm.train import _accumulation_steps, make_optimizer, train_step
+    from picollm.train import _accumulation_steps, make_optimizer, train_step, training_runner
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -212,8 +212,7 @@ def train_speed(job: dict) -> dict:
     model = build_model(job["spec"], vocab_size=job["vocab_size"], block_size=train.block_size, pad_id=job["pad_id"],
                         key=job["name"]).to(device)
     optimizer = make_optimizer(model, train)
-    runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
-    runner = compile_model(runner) if train.compile else runner
+    runner = training_runner(model, group, train.compile)
     generator = torch.Generator().manual_seed(job["seed"])
     tokens_per_step = train.batch_size * train.block_size
     step = 0
@@ -390,16 +389,20 @@ def loader_speed(stream, batch_size: int, block_size: int, repeats: int, min_sec
 
 
 # ------------------------------------------------------------------------------------ the stage
-def _train_job(params: "Params", name: str, spec: dict, vocab_size: int, stream_vocab: int, pad_id: int, tokens: Path,
-               dtype: str, compile_: bool = False) -> dict:
+def train_job(params: "Params", name: str, spec: dict, vocab_size: int, stream_vocab: int, pad_id: int, tokens: Path,
+              dtype: str, compile_: bool = False, shape: tuple[int, int] | None = None, threads: int | None = None) -> dict:
+    """The `train_speed` worker's job for models.<name> (or the train section) with `spec`:
+    batch x block is `shape` (default: the bench size), threads default to bench.threads."""
     bench = params.bench
+    batch_size, block_size = shape or (bench.batch_size, bench.block_size)
     base = params.model_train(name) if name in params.models else params.train
-    train = base.merged({"batch_size": bench.batch_size, "block_size": bench.block_size, "micro_batch_size": 0,
+    train = base.merged({"batch_size": batch_size, "block_size": block_size, "micro_batch_size": 0,
                          "dtype": dtype, "compile": compile_})
     return {
         "kind": "train", "name": name, "spec": spec, "train": train.model_dump(), "vocab_size": vocab_size,
         "stream_vocab_size": stream_vocab, "pad_id": pad_id, "tokens": str(tokens), "seed": params.seed,
-        "threads": bench.threads or train.threads, "warmup_steps": bench.warmup_steps, "repeats": bench.repeats,
+        "threads": threads if threads is not None else bench.threads or train.threads,
+        "warmup_steps": bench.warmup_steps, "repeats": bench.repeats,
         "min_seconds": bench.min_seconds, "peak_size": bench.peak_size,
     }
 
@@ -458,7 +461,7 @@ def run_bench(params: "Params", token_dir: Path, prepared_dir: Path, log: Callab
                 row[dtype] = {"skipped": "no native bf16 on this CPU (bf16 matmul runs at "
                                          f"{out['bf16_peak_ratio']:.3f}x the fp32 peak)"}
                 continue
-            job = _train_job(params, name, spec, model_vocab, vocab, eot, tokens, dtype)
+            job = train_job(params, name, spec, model_vocab, vocab, eot, tokens, dtype)
             row[dtype] = run_job(job, bench.isolate)
             log(f"{name} {dtype}: {row[dtype]['tokens_per_s']:.0f} tokens/s, MFU {row[dtype]['mfu']:.2f}")
         if "mfu" in row.get("bfloat16", {}):
@@ -469,7 +472,7 @@ def run_bench(params: "Params", token_dir: Path, prepared_dir: Path, log: Callab
         out["train"][name] = row
 
     if bench.compile and bench.reference is not None:
-        job = _train_job(params, REFERENCE_NAME, dict(bench.reference), bench.reference_vocab_size, vocab, eot, tokens,
+        job = train_job(params, REFERENCE_NAME, dict(bench.reference), bench.reference_vocab_size, vocab, eot, tokens,
                          "float32", compile_=True)
         compiled = run_job(job, bench.isolate)
         eager = out["train"][REFERENCE_NAME]["float32"]

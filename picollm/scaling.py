@@ -19,13 +19,13 @@ its timings would make no cached output reproducible anyway.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from picollm import paths
-from picollm.bench import run_job
+from picollm.bench import run_job, train_job
+from picollm.errors import PicoError
 from picollm.io import read_json, write_json, write_text
 
 REPORT_JSON = paths.REPORTS_DIR / "scaling.json"
@@ -38,13 +38,8 @@ TOKENS_PER_STEP = 2048
 
 def _job(params, spec: dict, batch_size: int, block_size: int, threads: int) -> dict:
     meta = read_json(paths.TOKENS_META)
-    train = params.model_train(BASE_MODEL).merged({"batch_size": batch_size, "block_size": block_size, "micro_batch_size": 0})
-    return {
-        "kind": "train", "name": f"{BASE_MODEL}@scaling", "spec": spec, "train": train.model_dump(),
-        "vocab_size": meta["vocab_size"], "stream_vocab_size": meta["vocab_size"], "pad_id": meta["eot_id"],
-        "tokens": str(paths.TOKENS_DIR / "train.bin"), "seed": params.seed, "threads": threads,
-        "warmup_steps": 2, "repeats": 3, "min_seconds": 0.5, "peak_size": params.bench.peak_size,
-    }
+    return train_job(params, BASE_MODEL, spec, meta["vocab_size"], meta["vocab_size"], meta["eot_id"],
+                     paths.TOKENS_DIR / "train.bin", "float32", shape=(batch_size, block_size), threads=threads)
 
 
 def _row(axis: str, value: Any, result: dict, tokens_per_step: int) -> dict:
@@ -101,7 +96,7 @@ def main(argv: list[str]) -> None:
     def run() -> None:
         params = load_params()
         if not paths.TOKENS_META.exists():
-            raise SystemExit(f"{paths.TOKENS_META} is missing: run `dvc repro tokenize` first")
+            raise PicoError(f"{paths.TOKENS_META} is missing: run `dvc repro tokenize` first")
         rows = measure(params)
         write_json(REPORT_JSON, {"base_model": BASE_MODEL, "rows": rows})
         table = markdown(rows)

@@ -233,6 +233,12 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return _CrossEntropy.apply(logits, targets)
 
 
+def training_runner(model: torch.nn.Module, group: ProcessGroup, compile_: bool) -> torch.nn.Module:
+    """What `train_step` calls forward on: the model, wrapped in DDP across ranks, compiled if asked."""
+    runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
+    return compile_model(runner) if compile_ else runner
+
+
 def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, device, group: ProcessGroup,
                micro: int, accum: int) -> tuple[float, float]:
     """One optimizer step of the loop; `train_model` runs it, and the bench times exactly it.
@@ -293,9 +299,7 @@ def train_model(job: TrainJob) -> TrainResult:
     result = TrainResult(is_main=group.is_main)
     model, optimizer, data_gen, start_step = _resume_or_start(job, device, result)
     result.num_params, result.resumed_from = model.num_params(), start_step
-    runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
-    if train.compile:
-        runner = compile_model(runner)
+    runner = training_runner(model, group, train.compile)
 
     began = time.perf_counter()
     step = start_step

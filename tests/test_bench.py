@@ -115,8 +115,8 @@ def test_a_tiny_bench_run_has_every_key_the_report_reads(tiny_run, tmp_path):
 def test_a_worker_subprocess_reports_the_same_keys_as_in_process(tiny_setup, tiny_run):
     root, tok, params = tiny_setup
     spec = bench.bench_spec(params, "tiny")
-    job = bench._train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
-                           "float32")
+    job = bench.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
+                          "float32")
     isolated = bench.run_job(job, isolate=True)
     assert set(isolated) == set(tiny_run["train"]["tiny"]["float32"])
     assert isolated["params"] == tiny_run["train"]["tiny"]["float32"]["params"]
@@ -127,9 +127,8 @@ def test_the_worker_times_data_parallel_training_under_torchrun(tiny_setup):
     # that adds up every rank's memory.
     root, tok, params = tiny_setup
     spec = bench.bench_spec(params, "tiny")
-    job = bench._train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
-                           "float32")
-    job["threads"] = 1
+    job = bench.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
+                          "float32", threads=1)
     two = bench.run_job(job, isolate=True, nproc=2)
     assert two["processes"] == 2 and two["threads"] == 1 and two["tokens_per_s"] > 0
     assert two["peak_rss_mb"] < two["total_rss_mb"] <= 2 * two["peak_rss_mb"]
