@@ -133,7 +133,7 @@ class SampleSetting(Strict):
 
     @property
     def sampling(self):
-        from picollm.sampling import SamplingConfig
+        from picollm.sampling_config import SamplingConfig
 
         return SamplingConfig(greedy=self.greedy, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from picollm.checkpoint import load_checkpoint
@@ -69,14 +68,6 @@ def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_
             flush()
     flush()
     return total, count
-
-
-def unigram_bpb(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int, eval_bytes: int) -> float:
-    """Bits per byte of an add-one-smoothed unigram model fit on train: the 'no context' baseline."""
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
-    logp = np.log(counts / counts.sum())
-    nll = -logp[eval_tokens[1:]].sum()  # the leading separator is context, not a prediction
-    return float(nll / LN2 / eval_bytes)
 
 
 def eval_metrics(model, streams: dict[str, TokenStream], split_bytes: dict[str, int], block_size: int, floor_bpb, unigram) -> dict:

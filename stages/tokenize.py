@@ -5,9 +5,8 @@ import numpy as np
 from picollm import paths, tokenizer
 from picollm.config import load_params
 from picollm.data.prepare import SPLITS, read_split
-from picollm.data.tokens import TokenStream, token_dtype, write_token_cache
+from picollm.data.tokens import TokenStream, token_dtype, unigram_bpb, write_token_cache
 from picollm.errors import exit_on_pico_error
-from picollm.evaluate import unigram_bpb
 from picollm.io import write_json
 
 

@@ -7,6 +7,8 @@ that a malformed params.yaml ends the stage with exit code 2, one `error:` line 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import re
 
 import pytest
@@ -224,3 +226,17 @@ def test_a_malformed_params_file_stops_the_real_stage_with_one_error_line_and_no
                         r"expected the node content, but found '<stream end>'", line), line
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (root / "data" / "prepared").exists() and not (root / "metrics").exists()
+
+
+def test_validating_params_and_the_torch_free_stages_never_import_torch():
+    # Importing torch costs ~1.2 s per process; every stage validates params.yaml, so a torch import
+    # reached from the schema (a model config, a sampling setting) would tax each of the ~20 stages.
+    probe = (
+        "import sys\n"
+        "from picollm.config import load_params\n"
+        "import stages.prepare, stages.tokenize, stages.compare, stages.aggregate, stages.report\n"
+        f"load_params({str(H.PROJECT_ROOT / 'params.yaml')!r})\n"
+        "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('torch.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=H.PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

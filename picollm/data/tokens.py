@@ -8,17 +8,21 @@ Ids are uint16 while the vocab fits (uint32 beyond 65535).
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from picollm.errors import PicoError
 from picollm.io import atomic_open
 from picollm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 ENCODE_CHUNK = 4096  # documents per encode_texts call: bounded memory, still parallel
 
@@ -105,6 +109,8 @@ class TokenStream:
 
         Only the rows of the batch are copied out of the memmap (one fancy-indexing gather).
         """
+        import torch  # here, not at the top: the stages that only write or check caches never load torch
+
         starts = torch.randint(len(self) - block_size - 1, (batch_size,), generator=generator).numpy()
         rows = self.tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)
         rows = torch.from_numpy(rows)
@@ -117,6 +123,8 @@ class TokenStream:
         positions; later ones score only their last `stride` positions, so every scored token
         sees at least block_size - stride tokens of context.
         """
+        import torch
+
         n = len(self) - 1  # number of predictions
         start = 0
         first_scored = 0
@@ -129,3 +137,11 @@ class TokenStream:
             next_start = min(start + stride, max(n - block_size, 0))
             first_scored = end - next_start
             start = next_start
+
+
+def unigram_bpb(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int, eval_bytes: int) -> float:
+    """Bits per byte of an add-one-smoothed unigram model fit on train: the 'no context' baseline."""
+    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    nll = -logp[eval_tokens[1:]].sum()  # the leading separator is context, not a prediction
+    return float(nll / math.log(2.0) / eval_bytes)

@@ -1,4 +1,4 @@
-"""The interface every pico-llm model implements, plus the config checks the families share.
+"""The interface every pico-llm model implements (the config dataclasses live in configs.py).
 
 A model maps token ids (B, T) to next-token logits (B, T, V): the logits at position t predict
 token t+1 from tokens 0..t only (causal). Besides `forward` (training, evaluation, the
@@ -11,22 +11,14 @@ no-cache decoding reference) every model can decode incrementally:
 and the logits of `step` equal those of `forward` on the whole sequence. What the state holds is
 the family's business (a KV cache, the LSTM's (h, c), the k-gram's token window); callers treat
 it as opaque and always continue from the state `step` returned.
-
-Config checks raise `PicoError` naming the params path, e.g. `models.tiny.d_model=100 ...`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-
-from picollm.errors import PicoError
-
-# The design caps depth: deeper models do not fit the CPU budget the comparison is run under.
-MAX_LAYERS = 10
 
 
 class LanguageModel(nn.Module):
@@ -81,49 +73,3 @@ class LanguageModel(nn.Module):
         self.check_ids(idx)
         if idx.size(1) > self.max_context:
             raise ValueError(f"input of {idx.size(1)} tokens exceeds max_context={self.max_context}; crop it first")
-
-
-# ----------------------------------------------------------------------------------------------
-# Config checks shared by the families. Each raises one PicoError sentence naming `key.name`.
-
-
-def require_positive_int(key: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a positive integer")
-
-
-def require_non_negative_int(key: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be an integer >= 0")
-
-
-def require_layer_count(key: str, name: str, value: object) -> None:
-    require_positive_int(key, name, value)
-    if value > MAX_LAYERS:  # type: ignore[operator]
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; the design caps it at {MAX_LAYERS}")
-
-
-def require_choice(key: str, name: str, value: object, allowed: Iterable[str]) -> None:
-    allowed = list(allowed)
-    if value not in allowed:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
-
-
-def require_bool(key: str, name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be true or false")
-
-
-def require_positive_float(key: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a finite number > 0")
-
-
-def require_dropout(key: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a number in [0, 1)")
-
-
-def require_token_id(key: str, name: str, value: object, vocab_size: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
-        raise PicoError(f"{key}.{name}={value!r} is not allowed; it must be a token id in [0, {vocab_size})")

@@ -24,49 +24,14 @@ Everything is vectorised over (batch, time): the sequence is padded once and win
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from picollm.errors import PicoError
-from picollm.models.base import (
-    LanguageModel,
-    require_choice,
-    require_layer_count,
-    require_positive_int,
-    require_token_id,
-)
-
-KGRAM_VARIANTS = ("onehot", "embed", "conv")
-
-
-@dataclass
-class KGramConfig:
-    vocab_size: int = 50257
-    max_seq_len: int = 256  # longest forward() input; no parameter depends on it
-    pad_id: int = 0  # end-of-text id, left-pads windows that reach before the sequence start
-    variant: str = "onehot"
-    k: int = 3
-    d_embed: int = 64  # embed/conv only
-    hidden: int = 256
-    n_hidden_layers: int = 2
-    kernel_size: int = 2  # conv only
-
-    def check(self, key: str) -> None:
-        for name in ("vocab_size", "max_seq_len", "k", "d_embed", "hidden", "kernel_size"):
-            require_positive_int(key, name, getattr(self, name))
-        require_layer_count(key, "n_hidden_layers", self.n_hidden_layers)
-        require_choice(key, "variant", self.variant, KGRAM_VARIANTS)
-        require_token_id(key, "pad_id", self.pad_id, self.vocab_size)
-        if self.variant == "conv" and self.kernel_size > self.k:
-            raise PicoError(
-                f"{key}.kernel_size={self.kernel_size} is not allowed; the convolution slides over the "
-                f"k={self.k} window positions, so kernel_size must be <= k"
-            )
-
+from picollm.models.base import LanguageModel
+from picollm.models.configs import KGramConfig
 
 class KGramMLP(LanguageModel):
     family: ClassVar[str] = "kgram"

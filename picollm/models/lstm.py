@@ -7,37 +7,13 @@ families, so that decoding crops at the same place as the recompute reference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from picollm.models.base import (
-    LanguageModel,
-    require_dropout,
-    require_layer_count,
-    require_non_negative_int,
-    require_positive_int,
-)
-
-
-@dataclass
-class LSTMConfig:
-    vocab_size: int = 50257
-    max_seq_len: int = 256  # longest forward() input; no parameter depends on it
-    d_embed: int = 128
-    hidden: int = 256
-    n_layer: int = 2
-    dropout: float = 0.0  # on the embeddings, between LSTM layers and before the head
-    proj_size: int = 0  # 0: the head reads the LSTM output; else a Linear(hidden -> proj_size) first
-
-    def check(self, key: str) -> None:
-        for name in ("vocab_size", "max_seq_len", "d_embed", "hidden"):
-            require_positive_int(key, name, getattr(self, name))
-        require_layer_count(key, "n_layer", self.n_layer)
-        require_non_negative_int(key, "proj_size", self.proj_size)
-        require_dropout(key, "dropout", self.dropout)
+from picollm.models.base import LanguageModel
+from picollm.models.configs import LSTMConfig
 
 
 class LSTMLanguageModel(LanguageModel):

@@ -63,7 +63,8 @@ def reference_param_counts(vocab_size: int = 50257) -> dict[str, int]:
     """
     import torch
 
-    from picollm.models.transformer import Transformer, TransformerConfig
+    from picollm.models.configs import TransformerConfig
+    from picollm.models.transformer import Transformer
 
     counts = {}
     for name, fields in TRANSFORMER_PRESETS.items():

@@ -3,13 +3,15 @@
 A spec is one entry of params.yaml's `models:` section minus its training keys, e.g.
 `{"family": "transformer", "preset": "gptoss", "d_model": 128, "n_layer": 2}`. Resolution:
 
-1. `family` picks the config dataclass and model class (MODEL_FAMILIES);
+1. `family` picks the config dataclass (FAMILY_CONFIGS) and the model class (model_class);
 2. start from the dataclass defaults, then the preset's fields (transformer only), then the
    spec's own fields, which may override any field;
 3. `vocab_size` (and the k-gram's `pad_id`) come from the tokenizer, never from params;
 4. `max_seq_len` becomes the run's block_size unless the spec sets it; for the transformer,
    block_size may not exceed the preset's (or the spec's) max_seq_len;
 5. the config checks itself; every problem is one PicoError naming `<key>.<field>`.
+
+Resolving a config never imports torch (see configs.py); only building a model does.
 """
 
 from __future__ import annotations
@@ -17,17 +19,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from picollm.errors import PicoError
-from picollm.models.base import LanguageModel, require_positive_int
-from picollm.models.kgram import KGramConfig, KGramMLP
-from picollm.models.lstm import LSTMConfig, LSTMLanguageModel
-from picollm.models.presets import TRANSFORMER_PRESETS
-from picollm.models.transformer import Transformer, TransformerConfig
+import importlib
+from typing import TYPE_CHECKING
 
-MODEL_FAMILIES: dict[str, tuple[type, type]] = {
-    "kgram": (KGramConfig, KGramMLP),
-    "lstm": (LSTMConfig, LSTMLanguageModel),
-    "transformer": (TransformerConfig, Transformer),
+from picollm.errors import PicoError
+from picollm.models.configs import KGramConfig, LSTMConfig, TransformerConfig, require_positive_int
+from picollm.models.presets import TRANSFORMER_PRESETS
+
+if TYPE_CHECKING:
+    from picollm.models.base import LanguageModel
+
+FAMILY_CONFIGS: dict[str, type] = {
+    "kgram": KGramConfig,
+    "lstm": LSTMConfig,
+    "transformer": TransformerConfig,
+}
+# Where each family's nn.Module lives, imported on first build (it brings in torch).
+FAMILY_MODELS: dict[str, str] = {
+    "kgram": "picollm.models.kgram:KGramMLP",
+    "lstm": "picollm.models.lstm:LSTMLanguageModel",
+    "transformer": "picollm.models.transformer:Transformer",
 }
 
 # Families whose specs may name a preset.
@@ -41,13 +52,18 @@ SET_BY_TOKENIZER = ("vocab_size", "pad_id")
 CONTEXT_LIMITED = ("transformer",)
 
 
-def _family_classes(family: object, key: str) -> tuple[type, type]:
-    if not isinstance(family, str) or family not in MODEL_FAMILIES:
+def _family_config(family: object, key: str) -> type:
+    if not isinstance(family, str) or family not in FAMILY_CONFIGS:
         shown = "missing" if family is None else f"{family!r}"
         raise PicoError(
-            f"{key}.family={shown} is not allowed; choose one of: {', '.join(MODEL_FAMILIES)}"
+            f"{key}.family={shown} is not allowed; choose one of: {', '.join(FAMILY_CONFIGS)}"
         )
-    return MODEL_FAMILIES[family]  # type: ignore[index]
+    return FAMILY_CONFIGS[family]
+
+
+def model_class(family: str) -> type[LanguageModel]:
+    module, name = FAMILY_MODELS[family].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def model_config(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int, key: str = "model"):
@@ -56,7 +72,7 @@ def model_config(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int
         raise PicoError(f"{key}={spec!r} is not allowed; it must be a mapping of model settings")
     require_positive_int("train", "block_size", block_size)
     family = spec.get("family")
-    config_cls, _ = _family_classes(family, key)
+    config_cls = _family_config(family, key)
     presets = PRESETS.get(family, {})
     field_names = [f.name for f in dataclasses.fields(config_cls)]
     settable = [name for name in field_names if name not in SET_BY_TOKENIZER]
@@ -98,14 +114,13 @@ def model_config(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int
 def build_model(spec: Mapping, *, vocab_size: int, block_size: int, pad_id: int, key: str = "model") -> LanguageModel:
     """A freshly initialised model for `spec` (seed torch beforehand for reproducible weights)."""
     config = model_config(spec, vocab_size=vocab_size, block_size=block_size, pad_id=pad_id, key=key)
-    _, model_cls = MODEL_FAMILIES[spec["family"]]
-    return model_cls(config)
+    return model_class(spec["family"])(config)
 
 
 def model_from_config(family: str, config_dict: Mapping) -> LanguageModel:
     """Rebuild a model (random weights, load the state_dict next) from a checkpoint's config."""
     key = "checkpoint.model_config"
-    config_cls, model_cls = _family_classes(family, "checkpoint")
+    config_cls = _family_config(family, "checkpoint")
     field_names = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(config_dict) - set(field_names))
     if unknown:
@@ -115,4 +130,4 @@ def model_from_config(family: str, config_dict: Mapping) -> LanguageModel:
         )
     config = config_cls(**config_dict)
     config.check(key)
-    return model_cls(config)
+    return model_class(family)(config)

@@ -28,80 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from picollm.errors import PicoError
-from picollm.models.base import (
-    LanguageModel,
-    require_bool,
-    require_choice,
-    require_dropout,
-    require_layer_count,
-    require_positive_float,
-    require_positive_int,
-)
-
-NORMS = ("layernorm", "rmsnorm")
-# gelu: exact (erf) GELU, as nanoGPT and torch's default; gelu_tanh: GPT-2's tanh approximation,
-# which ATen computes ~3x slower on CPU (its vectorised tanh): ~5% of a whole training step.
-MLPS = ("gelu", "gelu_tanh", "swiglu")
-POSITIONS = ("learned", "rope")
-
-
-@dataclass
-class TransformerConfig:
-    """Defaults describe the mingpt preset's architecture (see presets.py)."""
-
-    vocab_size: int = 50257
-    max_seq_len: int = 1024  # position table size (learned) / longest context (RoPE, KV cache)
-    d_model: int = 384
-    n_layer: int = 6
-    n_head: int = 6
-    n_kv_head: int | None = None  # key/value heads (GQA); None means n_head (plain attention)
-    d_ff: int = 1536
-    norm: str = "layernorm"
-    mlp: str = "gelu"
-    positions: str = "learned"
-    rope_base: float = 10000.0
-    tie_weights: bool = True
-    bias: bool = True  # in Linear layers and LayerNorm
-    dropout: float = 0.0
-    norm_eps: float = 1e-5
-
-    def __post_init__(self) -> None:
-        if self.n_kv_head is None:
-            self.n_kv_head = self.n_head
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    def check(self, key: str) -> None:
-        for name in ("vocab_size", "max_seq_len", "d_model", "n_head", "n_kv_head", "d_ff"):
-            require_positive_int(key, name, getattr(self, name))
-        require_layer_count(key, "n_layer", self.n_layer)
-        require_choice(key, "norm", self.norm, NORMS)
-        require_choice(key, "mlp", self.mlp, MLPS)
-        require_choice(key, "positions", self.positions, POSITIONS)
-        require_positive_float(key, "rope_base", self.rope_base)
-        require_positive_float(key, "norm_eps", self.norm_eps)
-        require_bool(key, "tie_weights", self.tie_weights)
-        require_bool(key, "bias", self.bias)
-        require_dropout(key, "dropout", self.dropout)
-        if self.d_model % self.n_head:
-            raise PicoError(
-                f"{key}.d_model={self.d_model} is not allowed with n_head={self.n_head}; "
-                f"d_model must be a multiple of n_head"
-            )
-        if self.n_head % self.n_kv_head:
-            raise PicoError(
-                f"{key}.n_kv_head={self.n_kv_head} is not allowed with n_head={self.n_head}; "
-                f"n_kv_head must divide n_head"
-            )
-        if self.positions == "rope" and self.head_dim % 2:
-            raise PicoError(
-                f"{key}.d_model={self.d_model} is not allowed with n_head={self.n_head} and RoPE; "
-                f"the head size d_model/n_head must be even"
-            )
-
+from picollm.models.base import LanguageModel
+from picollm.models.configs import TransformerConfig
 
 def make_norm(config: TransformerConfig) -> nn.Module:
     if config.norm == "rmsnorm":
