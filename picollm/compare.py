@@ -29,6 +29,8 @@ def comparison_rows(models: dict[str, dict], evals: dict[str, dict], train_logs:
             "val_bpb": ev["val_bpb"],
             "floor_gap_bpb": ev.get("floor_gap_bpb"),
             "floor_gap_pct": ev.get("floor_gap_pct"),
+            "val_nats_per_doc": ev.get("val_nats_per_doc"),
+            "val_nats_per_doc_by_class": {kind: cell["nats_per_doc"] for kind, cell in ev.get("val_loss_by_class", {}).items()},
         })
     return sorted(rows, key=lambda row: row["val_bpb"])
 
@@ -46,6 +48,33 @@ def markdown_table(rows: list[dict], floor_bpb: float | None, unigram_bpb: float
     lines.append(f"| *unigram baseline* | | | | | {unigram_bpb:.3f} | |")
     if floor_bpb is not None:
         lines.append(f"| *entropy floor* | | | | | {floor_bpb:.3f} | 0 |")
+    return "\n".join(lines) + "\n"
+
+
+CLASS_HEADINGS = {
+    "name_first": "name, first mention",
+    "name_repeat": "name, recurring",
+    "word_repeat": "word, recurring",
+    "other": "everything else",
+    "end": "end of text",
+}
+
+
+def loss_class_table(rows: list[dict], floor_nats_per_doc: float | None) -> str:
+    """Where each model's validation loss goes, in nats per document (picollm/loss_classes.py)."""
+    if not rows or not all(r["val_nats_per_doc_by_class"] for r in rows):
+        return ""
+    lines = [
+        "Where the validation loss goes, in nats per document (the floor is the generator's own):",
+        "",
+        "| model | total | " + " | ".join(CLASS_HEADINGS.values()) + " |",
+        "|---|---:|" + "---:|" * len(CLASS_HEADINGS),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{r['val_nats_per_doc_by_class'][kind]:.1f}" for kind in CLASS_HEADINGS)
+        lines.append(f"| {r['model']} | {r['val_nats_per_doc']:.1f} | {cells} |")
+    if floor_nats_per_doc is not None:
+        lines.append(f"| *entropy floor* | {floor_nats_per_doc:.1f} |" + " |" * len(CLASS_HEADINGS))
     return "\n".join(lines) + "\n"
 
 

@@ -7,11 +7,13 @@ import torch
 
 from picollm import paths, tokenizer
 from picollm.config import load_params
+from picollm.data.prepare import read_split
 from picollm.data.tokens import TokenStream
 from picollm.errors import exit_on_pico_error
 from picollm.evaluate import eval_metrics, load_model
 from picollm.generation import generate
 from picollm.io import read_json, write_json, write_text
+from picollm.loss_classes import split_token_classes, story_names
 from picollm.models.registry import model_config
 from picollm.sampling import SamplingConfig
 
@@ -43,7 +45,10 @@ def main(name: str) -> None:
     split_bytes = {split: meta["splits"][split]["bytes"] for split in streams}
     floor = read_json(paths.DATA_METRICS).get("entropy_floor_bpb")
     block_size = train.block_size
-    metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"])
+    val_texts = [doc.text for doc in read_split(paths.PREPARED_DIR, "val")]
+    names = story_names() if params.data.source == "stories" else frozenset()
+    val_classes = (split_token_classes(val_texts, tok, names, len(streams["val"]) - 1), len(val_texts))
+    metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"], val_classes)
     write_json(paths.eval_metrics(name), metrics)
     ev = params.evaluate
     settings = [("greedy", SamplingConfig(greedy=True), 1), (f"top-p {ev.top_p:g}", SamplingConfig(top_p=ev.top_p), ev.num_samples)]

@@ -27,6 +27,11 @@ def test_repro_writes_every_declared_output(smoke_repo):
         assert "## greedy" in samples and "Once upon a time" in samples
         assert (smoke_repo / f"models/{name}.ckpt").is_file()
         assert (smoke_repo / f"metrics/train/{name}/plots/metrics/train/loss.tsv").is_file()
+        # Where the val loss goes: the classes partition every prediction, so they add up to it.
+        by_class = metrics["val_loss_by_class"]
+        assert abs(sum(cell["nats_per_doc"] for cell in by_class.values()) - metrics["val_nats_per_doc"]) < 0.01
+        assert by_class["end"]["tokens_per_doc"] == 1.0 and by_class["name_first"]["tokens_per_doc"] >= 1.0
+    assert "Where the validation loss goes" in (smoke_repo / "reports/models.md").read_text()
 
 
 def test_unchanged_repro_runs_no_stage(smoke_repo):
