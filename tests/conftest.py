@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from picollm.profiles import materialize, run
 
 # Two cores are shared by torch's intra-op pool and the test runner; one thread keeps timings sane.
 torch.set_num_threads(1)
+
+# The stages must run as on a user's machine, where Python writes __pycache__/ beside the code the
+# stages declare as dependencies (.dvcignore keeps it out of their hashes; a test checks that).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture(scope="session")
