@@ -70,12 +70,6 @@ def token_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_
     return out
 
 
-def split_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_windows: int = 4) -> tuple[float, int]:
-    """Total NLL in nats over every prediction in the split, and the number of predictions."""
-    nll = token_nll(model, stream, block_size, batch_windows)
-    return float(nll.sum()), len(nll)
-
-
 def eval_metrics(model, streams: dict[str, TokenStream], split_bytes: dict[str, int], block_size: int, floor_bpb, unigram,
                  val_classes: tuple[np.ndarray, int] | None = None) -> dict:
     """Loss, perplexity and bpb per split; with `val_classes` (each val prediction's class and the

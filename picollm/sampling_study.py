@@ -24,7 +24,7 @@ Quality:
     the *scorer*, the best model (lowest val bpb, the first row of metrics/models.json), with
     the prompt as context. Every generated token is scored exactly once; sequences longer than
     the scorer's context are scored in sliding windows (stride half the context), as
-    `evaluate.split_nll` scores a split. The end-of-text token that ends a sample is not scored.
+    `evaluate.token_nll` scores a split. The end-of-text token that ends a sample is not scored.
     All models share one tokenizer, so the generated ids are scored as they are.
 """
 

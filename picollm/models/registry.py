@@ -17,9 +17,8 @@ Resolving a config never imports torch (see configs.py); only building a model d
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from picollm.errors import PicoError
