@@ -1,4 +1,4 @@
-"""Profiles: named deltas over params.yaml under `profiles/` (smoke, gpu, ...).
+"""Profiles: named deltas over params.yaml under `profiles/` (smoke, long, gpu).
 
     python -m picollm.profiles use gpu        # params.yaml <- profiles/gpu.yaml (old one backed up)
     python -m picollm.profiles run smoke      # run the pipeline on a profile in a scratch git repo
