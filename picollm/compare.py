@@ -60,12 +60,17 @@ CLASS_HEADINGS = {
 }
 
 
-def loss_class_table(rows: list[dict], floor_nats_per_doc: float | None) -> str:
-    """Where each model's validation loss goes, in nats per document (picollm/loss_classes.py)."""
+def loss_class_table(rows: list[dict], floor_nats_per_doc: float | None, floor_name_nats_per_doc: float | None = None) -> str:
+    """Where each model's validation loss goes, in nats per document (picollm/loss_classes.py).
+
+    The floor row splits the generator's entropy only where the split is exact: its name draws
+    (each made where the name first appears) against all its other choices (the plot, optional and
+    alternative sentences, nouns, verbs, adjectives), which surface mostly in "everything else"."""
     if not rows or not all(r["val_nats_per_doc_by_class"] for r in rows):
         return ""
     lines = [
-        "Where the validation loss goes, in nats per document (the floor is the generator's own):",
+        "Where the validation loss goes, in nats per document (the floor is the generator's own: its",
+        "name draws, and all its other choices under \"everything else\"):",
         "",
         "| model | total | " + " | ".join(CLASS_HEADINGS.values()) + " |",
         "|---|---:|" + "---:|" * len(CLASS_HEADINGS),
@@ -74,7 +79,12 @@ def loss_class_table(rows: list[dict], floor_nats_per_doc: float | None) -> str:
         cells = " | ".join(f"{r['val_nats_per_doc_by_class'][kind]:.1f}" for kind in CLASS_HEADINGS)
         lines.append(f"| {r['model']} | {r['val_nats_per_doc']:.1f} | {cells} |")
     if floor_nats_per_doc is not None:
-        lines.append(f"| *entropy floor* | {floor_nats_per_doc:.1f} |" + " |" * len(CLASS_HEADINGS))
+        floor = dict.fromkeys(CLASS_HEADINGS, "")
+        if floor_name_nats_per_doc is not None:
+            floor["name_first"] = f"{floor_name_nats_per_doc:.1f}"
+            floor["other"] = f"{floor_nats_per_doc - floor_name_nats_per_doc:.1f}"
+        cells = "".join(f" {cell} |" if cell else " |" for cell in floor.values())
+        lines.append(f"| *entropy floor* | {floor_nats_per_doc:.1f} |{cells}")
     return "\n".join(lines) + "\n"
 
 

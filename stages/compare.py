@@ -20,7 +20,7 @@ def main() -> None:
     unigram = read_json(paths.TOKENIZER_METRICS)["unigram_val_bpb"]
     write_json(paths.METRICS_DIR / "models.json", {"entropy_floor_bpb": floor, "unigram_val_bpb": unigram, "models": rows})
     table = markdown_table(rows, floor, unigram)
-    breakdown = loss_class_table(rows, data.get("entropy_floor_nats_per_story"))
+    breakdown = loss_class_table(rows, data.get("entropy_floor_nats_per_story"), data.get("entropy_floor_name_nats_per_story"))
     if breakdown:
         table += "\n" + breakdown
     write_text(paths.REPORTS_DIR / "models.md", table)

@@ -31,7 +31,12 @@ def test_repro_writes_every_declared_output(smoke_repo):
         by_class = metrics["val_loss_by_class"]
         assert abs(sum(cell["nats_per_doc"] for cell in by_class.values()) - metrics["val_nats_per_doc"]) < 0.01
         assert by_class["end"]["tokens_per_doc"] == 1.0 and by_class["name_first"]["tokens_per_doc"] >= 1.0
-    assert "Where the validation loss goes" in (smoke_repo / "reports/models.md").read_text()
+    report = (smoke_repo / "reports/models.md").read_text()
+    assert "Where the validation loss goes" in report
+    # The floor's name draws: a part of it, shown in the floor row's first-mention column.
+    floor, names = data["entropy_floor_nats_per_story"], data["entropy_floor_name_nats_per_story"]
+    assert 0 < names < floor
+    assert f"| *entropy floor* | {floor:.1f} | {names:.1f} | | | {floor - names:.1f} | |" in report
 
 
 def test_unchanged_repro_runs_no_stage(smoke_repo):

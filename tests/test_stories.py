@@ -151,6 +151,17 @@ def test_every_story_parses_back_to_exactly_one_derivation(corpus, parsed):
         assert story_logprob(story.text) == pytest.approx(story.logprob, abs=1e-9)
 
 
+
+def test_name_logprob_is_the_draw_of_each_character(corpus, parsed):
+    # Children are drawn uniformly from the names not yet taken, grown-ups from the adults.
+    n_names, n_adults = LEXICON_STATS["names"], len(lex.ADULTS)
+    for story, (derivation,) in zip(corpus, parsed):
+        children = sum(slot in derivation.words for slot in ("hero", "friend"))
+        expected = -sum(math.log(n_names - k) for k in range(children))
+        expected -= math.log(n_adults) if "grown" in derivation.words else 0.0
+        assert story.name_logprob == pytest.approx(expected, abs=1e-9), story.text
+        assert story.logprob < story.name_logprob < 0
+
 class _ScriptedRng:
     """Stands in for random.Random: replays a script of choice indices, then picks 0s,
     and records how many options each choice had."""

@@ -23,7 +23,7 @@ def load_source(data: DataParams, seed: int) -> list[Document]:
     if data.source == "stories":
         from picollm.data.stories import generate_stories
 
-        return [Document(s.text, "stories", s.logprob) for s in generate_stories(data.stories.count, seed)]
+        return [Document(s.text, "stories", s.logprob, s.name_logprob) for s in generate_stories(data.stories.count, seed)]
     if data.source == "tinystories":
         from picollm.data.tinystories import load_tinystories
 
@@ -64,6 +64,9 @@ def corpus_stats(splits: dict[str, list[Document]]) -> dict:
         nats = -sum(d.logprob for d in val)
         stats["entropy_floor_nats_per_story"] = round(nats / len(val), 6)
         stats["entropy_floor_bpb"] = round(nats / math.log(2) / stats["splits"]["val"]["bytes"], 6)
+        if all(d.name_logprob is not None for d in val):
+            # The floor's share on first mentions of names (see picollm/loss_classes.py).
+            stats["entropy_floor_name_nats_per_story"] = round(-sum(d.name_logprob for d in val) / len(val), 6)
     else:
         # Only the embedded generator knows each document's exact probability.
         stats["entropy_floor_bpb"] = None

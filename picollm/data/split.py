@@ -23,6 +23,7 @@ class Document:
     text: str
     source: str  # "stories" | "tinystories" | "text"
     logprob: float | None  # exact log-probability under the generator, when known (embedded stories)
+    name_logprob: float | None = None  # its part spent drawing character names (stories; not saved)
 
 
 def deduplicate(docs: list[Document]) -> list[Document]:

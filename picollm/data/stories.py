@@ -29,6 +29,9 @@ from picollm.data import story_lexicon as lex
 class Story:
     text: str  # one story: a single paragraph, no newlines, ending with the moral sentence
     logprob: float  # natural-log probability of this exact text under the generator
+    # The part of logprob spent drawing the characters (name slots). A name's draw is visible at
+    # its first mention, so this is the floor's share of the loss on first mentions of names.
+    name_logprob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,22 @@ def _choice_logprob(n_options: int, weights: tuple[float, ...] | None, index: in
 class _Sampler:
     """Makes every random choice of one story and sums their log-probabilities."""
 
-    __slots__ = ("rng", "logprob")
+    __slots__ = ("rng", "logprob", "name_logprob")
 
     def __init__(self, rng: random.Random):
         self.rng = rng
         self.logprob = 0.0
+        self.name_logprob = 0.0
 
-    def choose(self, options, weights=None):
+    def choose(self, options, weights=None, is_name: bool = False):
         if weights is None:
             index = self.rng.randrange(len(options))
         else:
             index = self.rng.choices(range(len(options)), weights)[0]
-        self.logprob += _choice_logprob(len(options), weights, index)
+        logprob = _choice_logprob(len(options), weights, index)
+        self.logprob += logprob
+        if is_name:
+            self.name_logprob += logprob
         return options[index]
 
 
@@ -134,9 +141,12 @@ class Grammar:
     """Plots compiled against word lists; samples stories and enumerates their derivations.
 
     `domains` maps a domain name to its words; `slots` maps a slot name to (domain, group):
-    slots sharing a group never hold the same word."""
+    slots sharing a group never hold the same word. Slots drawing from `name_domains` are the
+    characters, whose draws a story also sums apart (`Story.name_logprob`)."""
 
-    def __init__(self, plots: dict, domains: dict[str, tuple[Word, ...]], slots: dict[str, tuple]):
+    def __init__(self, plots: dict, domains: dict[str, tuple[Word, ...]], slots: dict[str, tuple],
+                 name_domains: frozenset[str] = frozenset()):
+        self.name_slots = frozenset(name for name, (domain, _) in slots.items() if domain in name_domains)
         groups: dict[str, list[str]] = {}
         for name, (_, group) in slots.items():
             if group is not None:
@@ -194,7 +204,7 @@ class Grammar:
         sentences: list[str] = []
         for step in steps:
             self._render(step, sampler, words, sentences)
-        return Story(" ".join(sentences), sampler.logprob)
+        return Story(" ".join(sentences), sampler.logprob, sampler.name_logprob)
 
     def _render(self, step, sampler: _Sampler, words: dict, out: list[str]) -> None:
         kind = type(step)
@@ -207,7 +217,7 @@ class Grammar:
                 slot, form = part
                 word = words.get(slot)
                 if word is None:
-                    word = words[slot] = sampler.choose(self._options(slot, words))
+                    word = words[slot] = sampler.choose(self._options(slot, words), is_name=slot in self.name_slots)
                 pieces.append(word.forms[form])
             out.append("".join(pieces))
         elif kind is _Maybe:
@@ -306,6 +316,9 @@ class Grammar:
 # ---------------------------------------------------------------- the story grammar
 
 
+NAME_DOMAINS = frozenset({"names", "adults"})  # the characters: children's names and the grown-ups
+
+
 def _build_domains() -> dict[str, tuple[Word, ...]]:
     people = [(name, pronoun) for pronoun, names in lex.NAMES.items() for name in names]
     domains = {
@@ -353,7 +366,8 @@ def _build_grammar(domains: dict[str, tuple[Word, ...]] | None = None) -> Gramma
     """The story grammar; tests pass cut-down `domains` to enumerate every possible story."""
     templates = [t for steps in lex.PLOTS.values() for t in _templates(steps)]
     slots = {m.group(1) for t in templates for m in _PLACEHOLDER.finditer(t)}
-    return Grammar(lex.PLOTS, domains or _build_domains(), {s: _slot_spec(s) for s in sorted(slots)})
+    slot_specs = {s: _slot_spec(s) for s in sorted(slots)}
+    return Grammar(lex.PLOTS, domains or _build_domains(), slot_specs, name_domains=NAME_DOMAINS)
 
 
 _GRAMMAR = _build_grammar()
