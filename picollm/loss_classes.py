@@ -3,7 +3,8 @@
 The entropy floor says how far a model is from perfect; this says where the distance lies. Every
 prediction of a split's token cache gets one class, from the word its token begins or continues:
 
-    name_first   a character's name at its first mention in the document (story source only)
+    name_first   a character's name at its first mention in the document (story source only;
+                the names are picollm.data.stories.character_names())
     name_repeat  a later mention of a name the document already used
     word_repeat  any other word of 4+ letters the document already used (case-insensitive)
     other        everything else: function words, punctuation, first mentions of other words
@@ -28,13 +29,6 @@ CLASSES = ("name_first", "name_repeat", "word_repeat", "other", "end")
 NAME_FIRST, NAME_REPEAT, WORD_REPEAT, OTHER, END = range(len(CLASSES))
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 MIN_REPEAT_LETTERS = 4  # shorter recurring words are mostly function words ("the", "and", "was")
-
-
-def story_names() -> frozenset[str]:
-    """The characters the story generator draws: the children's names and the grown-ups."""
-    from picollm.data.story_lexicon import ADULTS, NAMES
-
-    return frozenset(name for names in NAMES.values() for name in names) | frozenset(ADULTS)
 
 
 def word_classes(text: str, names: frozenset[str]) -> list[tuple[int, int, int]]:

@@ -8,12 +8,13 @@ import torch
 from picollm import paths, tokenizer
 from picollm.config import load_params
 from picollm.data.prepare import read_split
+from picollm.data.stories import character_names
 from picollm.data.tokens import TokenStream
 from picollm.errors import exit_on_pico_error
 from picollm.evaluate import eval_metrics, load_model
 from picollm.generation import generate
 from picollm.io import read_json, write_json, write_text
-from picollm.loss_classes import split_token_classes, story_names
+from picollm.loss_classes import split_token_classes
 from picollm.models.registry import model_config
 from picollm.sampling import SamplingConfig
 
@@ -46,7 +47,7 @@ def main(name: str) -> None:
     floor = read_json(paths.DATA_METRICS).get("entropy_floor_bpb")
     block_size = train.block_size
     val_texts = [doc.text for doc in read_split(paths.PREPARED_DIR, "val")]
-    names = story_names() if params.data.source == "stories" else frozenset()
+    names = character_names() if params.data.source == "stories" else frozenset()
     val_classes = (split_token_classes(val_texts, tok, names, len(streams["val"]) - 1), len(val_texts))
     metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"], val_classes)
     write_json(paths.eval_metrics(name), metrics)

@@ -8,12 +8,13 @@ import torch
 
 import helpers as H
 from picollm import tokenizer as tokenizer_mod
+from picollm.data.stories import character_names
 from picollm.data.tokens import TokenStream, write_token_cache
 from picollm.errors import PicoError
 from picollm.evaluate import eval_metrics, token_nll
 from picollm.loss_classes import (
     CLASSES, END, NAME_FIRST, NAME_REPEAT, OTHER, WORD_REPEAT, document_token_classes, loss_by_class,
-    split_token_classes, story_names, word_classes,
+    split_token_classes, word_classes,
 )
 from picollm.models.registry import build_model
 
@@ -28,7 +29,7 @@ def kinds(text: str, names: frozenset[str]) -> dict[str, list[str]]:
 
 
 def test_names_and_words_are_first_mentions_then_recurrences():
-    got = kinds(STORY, story_names())
+    got = kinds(STORY, character_names())
     assert got["name_first"] == ["Nils", "Max"]
     assert got["name_repeat"] == ["Max", "Nils", "Nils"]
     assert got["word_repeat"] == ["canyon"]  # "was" recurs too, but short words are function words
@@ -44,7 +45,7 @@ def test_without_names_a_recurring_name_is_a_recurring_word():
 def test_every_token_of_a_name_gets_the_name_class():
     tok = tokenizer_mod.load_gpt2()
     ids = tok.encode(STORY)
-    classes = document_token_classes(STORY, tok, story_names())
+    classes = document_token_classes(STORY, tok, character_names())
     assert len(classes) == len(ids)
     pieces = {kind: "".join(tok.decode([i]) for i, c in zip(ids, classes) if c == kind) for kind in range(len(CLASSES))}
     assert pieces[NAME_FIRST].split() == ["Nils", "Max"]
@@ -58,12 +59,12 @@ def test_classes_align_with_the_token_cache_and_a_stale_cache_is_refused(tmp_pat
     tok = H.make_token_dir(tmp_path / "tokens", texts)
     write_token_cache(texts, tok, tmp_path / "val.bin", threads=1)
     stream = TokenStream.open(tmp_path / "val.bin", tok.vocab_size)
-    classes = split_token_classes(texts, tok, story_names(), len(stream) - 1)
+    classes = split_token_classes(texts, tok, character_names(), len(stream) - 1)
     # The cache is <eot> doc <eot> doc ... <eot>: the END class sits exactly on the separators.
     targets = np.asarray(stream.tokens[1:])
     assert np.array_equal(classes == END, targets == tok.eot_id)
     with pytest.raises(PicoError, match="stale, rerun `dvc repro tokenize`"):
-        split_token_classes(texts[:-1], tok, story_names(), len(stream) - 1)
+        split_token_classes(texts[:-1], tok, character_names(), len(stream) - 1)
 
 
 def test_the_classes_partition_the_val_loss_and_leave_the_metrics_unchanged(tmp_path):
@@ -73,7 +74,7 @@ def test_the_classes_partition_the_val_loss_and_leave_the_metrics_unchanged(tmp_
     stream = TokenStream.open(tmp_path / "val.bin", tok.vocab_size)
     torch.manual_seed(0)
     model = build_model(H.TINY_TRANSFORMER, vocab_size=tok.vocab_size, block_size=32, pad_id=tok.eot_id).eval()
-    classes = split_token_classes(texts, tok, story_names(), len(stream) - 1)
+    classes = split_token_classes(texts, tok, character_names(), len(stream) - 1)
     size = {"val": sum(len(t.encode()) for t in texts)}
     plain = eval_metrics(model, {"val": stream}, size, 32, None, 1.0)
     split = eval_metrics(model, {"val": stream}, size, 32, None, 1.0, val_classes=(classes, len(texts)))

@@ -162,6 +162,12 @@ def test_name_logprob_is_the_draw_of_each_character(corpus, parsed):
         assert story.name_logprob == pytest.approx(expected, abs=1e-9), story.text
         assert story.logprob < story.name_logprob < 0
 
+
+def test_character_names_are_the_lexicons_children_and_grown_ups():
+    expected = {name for names in lex.NAMES.values() for name in names} | set(lex.ADULTS)
+    assert stories.character_names() == expected
+    assert len(expected) == LEXICON_STATS["names"] + len(lex.ADULTS)
+
 class _ScriptedRng:
     """Stands in for random.Random: replays a script of choice indices, then picks 0s,
     and records how many options each choice had."""

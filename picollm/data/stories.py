@@ -391,6 +391,12 @@ def generate_stories(count: int, seed: int) -> list[Story]:
     return [_GRAMMAR.sample(random.Random(f"{seed}:{i}")) for i in range(count)]
 
 
+def character_names() -> frozenset[str]:
+    """Every name the generator can draw for a character (the words of NAME_DOMAINS): the names
+    picollm/loss_classes.py classifies, and whose draws make `Story.name_logprob`."""
+    return frozenset(word.forms[""] for slot in _GRAMMAR.name_slots for word in _GRAMMAR.slots[slot].domain)
+
+
 def parse_story(text: str) -> list[Derivation]:
     """Every derivation of `text` (exactly one for any generated story; none if impossible)."""
     return _GRAMMAR.derivations(text)
