@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # The tiny profile the tests use, run in place of the default (restores params.yaml after).
 smoke: $(STAMP)
-	python -m picollm.profiles run smoke
+	picollm profile run smoke
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,9 @@
-"""The `picollm` command: sample from a trained model, list the trained models.
+"""The `picollm` command: sample from a trained model, list the trained models, show where a head looks.
 
     picollm generate --model tiny --prompt "Once upon a time" --top-p 0.9 --seed 0
     picollm generate --checkpoint path/to/model.ckpt --tokenizer data/tokens --greedy
     picollm models
+    picollm attention --model tiny --prompt "Mia saw Tom. Then Mia" --generate 10 [--layer 1 --head 0]
 
 `--model NAME` reads the pipeline's outputs (models/NAME.ckpt, data/tokens/), so run it from the
 project root. Sample i of a run uses the seed `--seed + i`, as the evaluate stage does: with the
@@ -15,36 +16,40 @@ import argparse
 import codecs
 import secrets
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 import torch
 import yaml
 
-from picollm import paths, tokenizer
+from picollm import interpret, paths, tokenizer
 from picollm.checkpoint import load_checkpoint
 from picollm.config import PARAMS_FILE
 from picollm.errors import PicoError, exit_on_pico_error
-from picollm.evaluate import load_model
 from picollm.generation import generate
 from picollm.io import read_json
 from picollm.models.base import LanguageModel
+from picollm.models.loading import load_model
 from picollm.models.registry import model_from_config
+from picollm.params import load_params
+from picollm.plots import HTML_TEMPLATE, write_html_template
+from picollm.profiles import run_profile, use
 from picollm.sampling import SamplingConfig
+from picollm.scaling import run_scaling
 from picollm.tokenizer import Tokenizer
 
 SAMPLE_SEPARATOR = "-" * 40
+# Random sequences that `attention` scores the heads on when no head is given (at most the context).
+ATTENTION_PERIOD, ATTENTION_BATCH = 50, 8
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="picollm", description="Sample from and list pico-llm models.")
+    parser = argparse.ArgumentParser(prog="picollm", description="Sample from, list and look inside pico-llm models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     gen = commands.add_parser("generate", help="stream text from a trained model")
-    source = gen.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="NAME", help=f"a model trained by the pipeline ({paths.MODELS_DIR}/NAME.ckpt)")
-    source.add_argument("--checkpoint", metavar="PATH", type=Path, help="any pico-llm checkpoint file")
-    gen.add_argument("--tokenizer", metavar="DIR", type=Path, default=paths.TOKENS_DIR, help="tokenizer directory (default: %(default)s)")
+    add_model_arguments(gen)
     gen.add_argument("--prompt", default="Once upon a time", help="text to continue (default: %(default)r)")
     gen.add_argument("--max-new-tokens", type=int, default=160, help="stop after this many tokens (default: %(default)s)")
     gen.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 sharpens, above 1 flattens (default: %(default)s)")
@@ -58,13 +63,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help=f"list the trained models under {paths.MODELS_DIR}/")
     models.set_defaults(run=run_models)
+
+    attention = commands.add_parser("attention", help="show which earlier token an attention head looks at, token by token")
+    add_model_arguments(attention)
+    attention.add_argument("--prompt", required=True, help="text whose tokens to show")
+    attention.add_argument("--generate", metavar="N", type=int, default=0, help="append N greedy tokens first (default: %(default)s)")
+    attention.add_argument("--layer", type=int, default=None, help="layer, from 0 (default: the strongest induction head's)")
+    attention.add_argument("--head", type=int, default=None, help="head within the layer, from 0 (give it with --layer)")
+    attention.set_defaults(run=run_attention)
+
+    profile = commands.add_parser("profile", help="use a profile as params.yaml, or run the pipeline on one in a scratch repo")
+    profile.add_argument("action", choices=("use", "run"), help="use: params.yaml <- params.yaml + profiles/NAME.yaml; run: dvc repro it")
+    profile.add_argument("name", help="a profile under profiles/ (smoke, long, gpu)")
+    profile.add_argument("--dir", type=Path, default=None, help="run: where to build the scratch repo (default: a new temp dir)")
+    profile.set_defaults(run=run_profile_command)
+
+    scaling = commands.add_parser("scaling", help="time training against model size, context and processes (reports/scaling.md)")
+    scaling.add_argument("--docs", action="store_true", help="also rewrite the table in docs/scaling.md")
+    scaling.set_defaults(run=run_scaling_command)
+
+    template = commands.add_parser("plots-template", help="write the offline page template of `dvc plots show`")
+    template.add_argument("path", nargs="?", type=Path, default=HTML_TEMPLATE, help="(default: %(default)s)")
+    template.set_defaults(run=run_plots_template)
     return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model NAME or --checkpoint PATH, and --tokenizer: what `load_for_generation` reads."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="NAME", help=f"a model trained by the pipeline ({paths.MODELS_DIR}/NAME.ckpt)")
+    source.add_argument("--checkpoint", metavar="PATH", type=Path, help="any pico-llm checkpoint file")
+    parser.add_argument("--tokenizer", metavar="DIR", type=Path, default=paths.TOKENS_DIR, help="tokenizer directory (default: %(default)s)")
 
 
 @exit_on_pico_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.run(args)
+
+
+# ---------------------------------------------------------------- profile, scaling, plots-template
+
+
+def run_profile_command(args: argparse.Namespace) -> None:
+    if args.action == "use":
+        use(args.name)
+        print(f"params.yaml now holds profile {args.name!r}; the previous file is params.yaml.bak")
+        return
+    raise SystemExit(run_profile(args.name, args.dir))
+
+
+def run_scaling_command(args: argparse.Namespace) -> None:
+    print(run_scaling(load_params(), write_docs=args.docs))
+
+
+def run_plots_template(args: argparse.Namespace) -> None:
+    write_html_template(args.path)
+    print(f"wrote {args.path}; `dvc config plots.html_template PATH` (relative to .dvc/) makes it the default")
 
 
 # ---------------------------------------------------------------- generate
@@ -208,3 +263,41 @@ def run_models(args: argparse.Namespace) -> None:
     widths[0] = max(len(row[0]) for row in rows)
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# ---------------------------------------------------------------- attention
+
+
+def run_attention(args: argparse.Namespace) -> None:
+    """One line per token: its position and text, the position and text it attends to most, the weight."""
+    if args.generate < 0:
+        raise PicoError(f"--generate {args.generate} is not allowed; it must be an integer >= 0")
+    if (args.layer is None) != (args.head is None):
+        raise PicoError("--layer and --head go together: give both, or neither for the strongest induction head")
+    model, tok = load_for_generation(args)
+    interpret.require_transformer(model, f"model {args.model or args.checkpoint}")
+    ids = [tok.eot_id, *tok.encode(args.prompt)]  # as `generate` starts a story
+    if args.generate:
+        ids += list(generate(model, ids, max_new_tokens=args.generate, sampling=SamplingConfig(greedy=True), eot_id=tok.eot_id))
+    if len(ids) > model.max_context:
+        raise PicoError(
+            f"the prompt and generated tokens make {len(ids)} tokens (with the leading end-of-text); the model reads at most "
+            f"{model.max_context}: shorten --prompt or --generate"
+        )
+    layer, head = args.layer, args.head
+    if layer is None:
+        period = min(ATTENTION_PERIOD, (model.max_context - 1) // 2)
+        scores = interpret.head_scores(model, tok.vocab_size, period, ATTENTION_BATCH, seed=0, exclude_ids=[tok.eot_id], start_id=tok.eot_id)
+        layer, head, score = interpret.strongest_head(scores["induction"])
+        title = f"layer {layer}, head {head}: the strongest induction head (score {score:.3f} on random tokens repeated twice)"
+    else:
+        title = f"layer {layer}, head {head}"
+    rows = interpret.top_attended(model, ids, layer, head)  # checks layer and head before anything is printed
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    texts = [repr(tok.decode([token])) for token in ids]
+    width = max(len(text) for text in texts)
+    print(title)
+    print(f"{'pos':>4}  {'token':<{width}}  {'looks at':>8}  {'token':<{width}}  weight")
+    for position, (attended, weight) in enumerate(rows):
+        print(f"{position:>4}  {texts[position]:<{width}}  {attended:>8}  {texts[attended]:<{width}}  {weight:.3f}")

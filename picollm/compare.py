@@ -1,18 +1,10 @@
 """The model comparison table: metrics/models.json, and the same table as Markdown.
 
-The Markdown goes to reports/models.md and into README.md between the `results` markers, so the
-README's numbers are always the pipeline's, never hand-edited.
+The Markdown goes to reports/models.md; the README's results table is a copy of its first table,
+which tests/test_docs.py keeps identical.
 """
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
-
-from picollm.errors import PicoError
-from picollm.io import write_text
-
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def comparison_rows(models: dict[str, dict], evals: dict[str, dict], train_logs: dict[str, dict]) -> list[dict]:
@@ -86,13 +78,3 @@ def loss_class_table(rows: list[dict], floor_nats_per_doc: float | None, floor_n
         cells = "".join(f" {cell} |" if cell else " |" for cell in floor.values())
         lines.append(f"| *entropy floor* | {floor_nats_per_doc:.1f} |{cells}")
     return "\n".join(lines) + "\n"
-
-
-def update_readme(readme: Path, table: str, marker: str = "results") -> None:
-    """Replace what lies between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` with `table`."""
-    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise PicoError(f"{readme} has no '{begin}' ... '{end}' section for the {marker} table; add the two markers")
-    write_text(readme, pattern.sub(lambda _: f"{begin}\n{table}{end}", text))

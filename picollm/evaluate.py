@@ -9,39 +9,23 @@ tokenizers comparable to each other and to the generator's entropy floor.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from picollm.checkpoint import load_checkpoint
 from picollm.data.tokens import TokenStream
-from picollm.errors import PicoError
 from picollm.loss_classes import loss_by_class
 from picollm.models.base import LanguageModel
-from picollm.models.registry import model_from_config
-from picollm.tokenizer import Tokenizer
 
 LN2 = math.log(2.0)
-
-
-def load_model(path: str | Path, tokenizer: Tokenizer | None = None, expect: dict | None = None) -> LanguageModel:
-    """A trained model from its checkpoint, checked against the tokenizer and `expect` when given."""
-    payload = load_checkpoint(path, tokenizer_identity=tokenizer.identity if tokenizer else None, expect=expect)
-    model = model_from_config(payload["family"], payload["config"])
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        raise PicoError(f"{path}: its weights do not fit its recorded config ({str(err).splitlines()[0]})") from None
-    return model.eval()
 
 
 @torch.inference_mode()
 def token_nll(model: LanguageModel, stream: TokenStream, block_size: int, batch_windows: int = 4) -> np.ndarray:
     """NLL in nats of every prediction in the split (entry j: of token j+1 given what precedes it).
 
-    Windows are scored `batch_windows` at a time: 4 measured ~1.3x faster than 16 on CPU, whose
-    (16, 256, vocab) logits are freshly mapped and page-faulted by every batch."""
+    Windows are scored `batch_windows` at a time: a few at a time beat many on CPU, where every
+    batch's (windows, T, vocab) logits are freshly mapped and page-faulted (docs/performance.md)."""
     block_size = min(block_size, model.max_context)
     stride = max(1, block_size // 2)
     out = np.zeros(max(len(stream) - 1, 0), dtype=np.float64)

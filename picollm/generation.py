@@ -21,7 +21,7 @@ between tokens runs in its own grad mode.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -12,9 +12,11 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from picollm.errors import PicoError
 
@@ -113,3 +115,13 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def replace_marked_block(path: Path, text: str, marker: str) -> None:
+    """Replace what lies between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` with `text`."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    document = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(document):
+        raise PicoError(f"{path} has no '{begin}' ... '{end}' section for the {marker} text; add the two markers")
+    write_text(path, pattern.sub(lambda _: f"{begin}\n{text}{end}", document))

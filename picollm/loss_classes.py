@@ -12,13 +12,13 @@ prediction of a split's token cache gets one class, from the word its token begi
 
 A model that copies from its context pays almost nothing for a repeat; a model that does not pays
 for it what it pays for a first mention. The story generator draws each name uniformly from ~300,
-so that difference is large and visible (see README "What the committed default run shows").
+so that difference is large and visible (docs/findings.md).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -24,6 +24,27 @@ def resume_dir(name: str) -> Path:
     return CHECKPOINTS_DIR / name
 
 
+def snapshot_dir(name: str) -> Path:
+    """The weights at every `train.eval_every` step (with `train.snapshots`), read by interpret@<name>."""
+    return MODELS_DIR / "snapshots" / name
+
+
+def interpret_metrics(name: str) -> Path:
+    return METRICS_DIR / "interpret" / f"{name}.json"
+
+
+def interpret_figures(name: str) -> dict[str, Path]:
+    """interpret@<name>'s figures, in one directory per model (the head figures: Transformers only)."""
+    directory = PLOTS_DIR / "interpret" / name
+    return {"phase": directory / "over_training.png", "heads": directory / "induction_heads.png",
+            "attention": directory / "attention.png"}
+
+
+SPEEDRUN_DIR = MODELS_DIR / "speedrun"  # the nanoGPT-recipe run: its model and snapshots
+SPEEDRUN_METRICS = METRICS_DIR / "speedrun.json"
+SPEEDRUN_PLOT = PLOTS_DIR / "speedrun.png"
+
+
 def train_log_dir(name: str) -> Path:
     return METRICS_DIR / "train" / name
 
@@ -36,12 +57,17 @@ def samples_file(name: str) -> Path:
     return REPORTS_DIR / "samples" / f"{name}.md"
 
 
-# The sampling study (stage `sample`): every model, several decoding settings.
+# The sampling study (stages `sample@<model>`, `sample_summary`): every model, several decoding settings.
 MODELS_RANKING = METRICS_DIR / "models.json"  # written by `compare`; the first row is the best model
 SAMPLING_METRICS = METRICS_DIR / "sampling.json"
 SAMPLING_REPORT = REPORTS_DIR / "sampling.md"
 SAMPLING_PLOT = PLOTS_DIR / "sampling_quality_diversity.png"
-SAMPLING_TIMINGS = TIMINGS_DIR / "sample.json"
+
+
+def samples_part(name: str) -> Path:
+    """One model's samples and unscored rows (`sample@<model>`), read by `sample_summary`."""
+    return Path("data/samples") / f"{name}.json"
+
 
 # Speed (stage `bench`): the one non-deterministic metrics file outside metrics/timings/.
 BENCH_METRICS = METRICS_DIR / "bench.json"

@@ -14,7 +14,7 @@ report picks up every PNG under plots/.
 
 `plots/data/*.csv` hold the same numbers in long form (one row per model, split and x) for the
 top-level `plots:` section of dvc.yaml, whose `lines_by_split` Vega-Lite template lives in
-.dvc/plots/. `python -m picollm.plots html-template` writes the offline HTML page template that
+.dvc/plots/. `picollm plots-template` writes the offline HTML page template that
 `dvc plots show` uses (.dvc/config `plots.html_template`): Vega, Vega-Lite and Vega-Embed inlined
 from vl-convert, so the page needs no network.
 """
@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 
 from picollm import paths
 from picollm.errors import PicoError
-from picollm.io import atomic_open, read_json, write_text
+from picollm.figures import pyplot, save_png
+from picollm.io import read_json, write_text
+from picollm.studies.aggregate import config_label
 
 DATA_DIR = paths.PLOTS_DIR / "data"
 SWEEP_FILES = {name: paths.METRICS_DIR / "sweeps" / f"{name}.json" for name in ("corpus_size", "training_budget", "overfitting", "hparam_grid")}
@@ -36,32 +37,11 @@ PNG_NAMES = (
     "loss_curves.png", "bpb_vs_params.png", "throughput.png", "sweep_corpus_size.png", "sweep_training_budget.png",
     "sweep_overfitting.png", "sweep_hparam_grid.png", "sweep_hparam_grid_heatmap.png",
 )
-DPI = 110
 HTML_TEMPLATE = Path(".dvc/plots/offline.html")
 VEGA_LITE_VERSION = "5.21"  # DVC's templates are Vega-Lite 5 specs
 
 
 # ------------------------------------------------------------------------------ helpers
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    return plt, sns
-
-
-def save_png(fig, path: Path) -> None:
-    """Atomically, without the Software tag: the same figure gives the same bytes."""
-    plt, _ = _pyplot()
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
-
-
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
@@ -113,7 +93,7 @@ def throughput_rows(models: list[str]) -> list[dict]:
 
 # ------------------------------------------------------------------------------ figures
 def plot_loss_curves(rows: list[dict], path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     df = _frame(rows, ["model", "split", "step", "loss"])
     for ax, split in zip(axes, ("train", "val")):
@@ -129,7 +109,7 @@ def plot_loss_curves(rows: list[dict], path: Path) -> None:
 
 
 def plot_bpb_vs_params(models_doc: dict, path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     rows = models_doc.get("models", [])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if not rows:
@@ -161,7 +141,7 @@ def plot_bpb_vs_params(models_doc: dict, path: Path) -> None:
 
 
 def plot_throughput(rows: list[dict], path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * max(3, len(rows)) + 1.2))
     if not rows:
         _empty(ax, "no training timings")
@@ -180,7 +160,7 @@ def corpus_size_rows(table: dict) -> list[dict]:
 
 
 def plot_corpus_size(rows: list[dict], path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     df = _frame([r for r in rows if r["split"] != "test"], ["model", "split", "docs", "loss"])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     sns.lineplot(data=df, x="docs", y="loss", hue="model", style="split", markers=True, dashes=True, ax=ax)
@@ -200,7 +180,7 @@ def training_budget_rows(table: dict) -> list[dict]:
 
 
 def plot_training_budget(rows: list[dict], table: dict, path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     df = _frame(rows, ["model", "split", "steps", "loss"])
     sns.lineplot(data=df, x="steps", y="loss", hue="model", style="split", markers=True, ax=axes[0])
@@ -222,7 +202,7 @@ def overfitting_rows(table: dict) -> list[dict]:
 
 
 def plot_overfitting(rows: list[dict], path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     df = _frame(rows, ["model", "split", "step", "loss"])
     fig, ax = plt.subplots(figsize=(8, 4.8))
     sns.lineplot(data=df, x="step", y="loss", hue="model", style="split", ax=ax)
@@ -232,14 +212,13 @@ def plot_overfitting(rows: list[dict], path: Path) -> None:
 
 
 def hparam_rows(table: dict) -> list[dict]:
-    from picollm.sweeps import config_label
 
     rows = [{"config": config_label(r), "model": r["model"], "val_loss": r["val_loss"], "val_bpb": r["val_bpb"]} for r in table["rows"]]
     return sorted(rows, key=lambda r: (r["val_loss"], r["config"]))
 
 
 def plot_hparam_ranking(rows: list[dict], path: Path) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.6))
     df = _frame(rows, ["config", "model", "val_loss"])
     sns.barplot(data=df, y="config", x="val_loss", hue="model", dodge=False, ax=ax)
@@ -253,7 +232,7 @@ def plot_hparam_ranking(rows: list[dict], path: Path) -> None:
 
 def plot_hparam_heatmap(table: dict, path: Path) -> None:
     """Mean val loss over the two grid axes with the most values, one panel per model."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     axes_names = ["embed", "block_size", "layers", "heads", "lr", "batch_size"]
     df = _frame(table["rows"], ["model", *axes_names, "val_loss"])
     varied = sorted((a for a in axes_names if df[a].nunique() > 1), key=lambda a: -df[a].nunique())
@@ -324,21 +303,13 @@ def offline_html_template() -> str:
     versions = f"vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE_VERSION}, vega-embed {vl_convert.get_vega_embed_version()}"
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n    {refresh_tag}\n    <meta charset=\"utf-8\">\n    <title>pico-llm plots</title>\n"
-        f"    <!-- {versions}, inlined from vl-convert-python by `python -m picollm.plots html-template`: no network needed -->\n"
+        f"    <!-- {versions}, inlined from vl-convert-python by `picollm plots-template`: no network needed -->\n"
         f"    <script>\n(() => {{\n{bundle}\n}})();\n    </script>\n"
         "    <style>\n        body { font-family: sans-serif; }\n        table { border-spacing: 15px; }\n    </style>\n"
         "</head>\n<body>\n    {plot_divs}\n</body>\n</html>\n"
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["html-template"]:
-        raise SystemExit("usage: python -m picollm.plots html-template [PATH]   (default .dvc/plots/offline.html)")
-    target = Path(argv[1]) if len(argv) > 1 else HTML_TEMPLATE
+def write_html_template(target: Path = HTML_TEMPLATE) -> None:
+    """The offline page template `dvc plots show` uses (.dvc/config's plots.html_template)."""
     write_text(target, offline_html_template())
-    print(f"wrote {target}; `dvc config plots.html_template {target.relative_to('.dvc') if target.parts[0] == '.dvc' else target}` makes it the default")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Profiles: named deltas over params.yaml under `profiles/` (smoke, long, gpu).
 
-    python -m picollm.profiles use gpu        # params.yaml <- profiles/gpu.yaml (old one backed up)
-    python -m picollm.profiles run smoke      # run the pipeline on a profile in a scratch git repo
+    picollm profile use gpu        # params.yaml <- profiles/gpu.yaml (old one backed up)
+    picollm profile run smoke      # run the pipeline on a profile in a scratch git repo
 
 `run` copies the pipeline (dvc.yaml, stages, library, shipped data) into a fresh git repository,
 so a profile never touches the working tree's outputs. The end-to-end tests use the same code.
@@ -9,7 +9,6 @@ so a profile never touches the working tree's outputs. The end-to-end tests use 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from picollm.config import load_params
-from picollm.errors import PicoError, exit_on_pico_error
+from picollm.errors import PicoError
 from picollm.io import write_text
+from picollm.params import load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
@@ -57,7 +56,7 @@ def profile_params_text(profile: str, base: Path = PROJECT_ROOT / "params.yaml")
     """The full params.yaml for a profile: the default params with the profile's delta applied."""
     delta = yaml.safe_load(profile_path(profile).read_text(encoding="utf-8")) or {}
     merged = merge_params(yaml.safe_load(base.read_text(encoding="utf-8")), delta)
-    header = f"# Generated from params.yaml + profiles/{profile}.yaml by `python -m picollm.profiles`.\n"
+    header = f"# Generated from params.yaml + profiles/{profile}.yaml by `picollm profile`.\n"
     return header + yaml.safe_dump(merged, sort_keys=False)
 
 
@@ -105,26 +104,10 @@ def use(profile: str) -> Path:
     return target
 
 
-@exit_on_pico_error
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m picollm.profiles", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    use_cmd = sub.add_parser("use", help="copy profiles/NAME.yaml to params.yaml (backup in params.yaml.bak)")
-    use_cmd.add_argument("name")
-    run_cmd = sub.add_parser("run", help="run `dvc repro` on a profile in a scratch git repository")
-    run_cmd.add_argument("name")
-    run_cmd.add_argument("--dir", type=Path, default=None, help="where to build it (default: a new temp dir)")
-    args = parser.parse_args(argv)
-    if args.command == "use":
-        use(args.name)
-        print(f"params.yaml now holds profile {args.name!r}; the previous file is params.yaml.bak")
-        return
-    dest = materialize(args.name, args.dir or Path(tempfile.mkdtemp(prefix=f"picollm-{args.name}-")))
+def run_profile(name: str, directory: Path | None = None) -> int:
+    """`dvc repro` on profile `name` in a scratch git repository; its exit code."""
+    dest = materialize(name, directory or Path(tempfile.mkdtemp(prefix=f"picollm-{name}-")))
     began = time.perf_counter()
     result = subprocess.run(["dvc", "repro"], cwd=dest, env=pipeline_env())
-    print(f"profile {args.name}: dvc repro exited {result.returncode} in {time.perf_counter() - began:.1f} s, in {dest}")
-    raise SystemExit(result.returncode)
-
-
-if __name__ == "__main__":
-    main()
+    print(f"profile {name}: dvc repro exited {result.returncode} in {time.perf_counter() - began:.1f} s, in {dest}")
+    return result.returncode

@@ -209,6 +209,45 @@ def samples_markdown_to_html(text: str, per_heading: int = 2) -> str:
     return "\n".join(parts)
 
 
+def interpret_section(models: list[str]) -> str:
+    """interpret@<model>: the end of training in one table, then each model's figures."""
+    docs = {m: read_json(paths.interpret_metrics(m)) for m in models if paths.interpret_metrics(m).is_file()}
+    if not docs:
+        return "<p>No interpretability results yet.</p>"
+    rows = []
+    for model, doc in docs.items():
+        final = doc["final"]
+        head = final.get("strongest_induction_head")
+        rows.append([model, fmt(final["recurring_name_nats_per_token"]), fmt(final["in_context"]["in_context_score"]),
+                     f"L{head['layer']} H{head['head']}: {fmt(head['score'])}" if head else "(no heads)"])
+    parts = ["<p>Every training snapshot scored on the first validation stories: the loss on recurring names "
+             "(what copying lowers), the in-context score (loss late in a story minus early; negative means the "
+             "context helps) and, for Transformers, the strongest induction head (0.4 and above: an induction head).</p>",
+             table(["model", "recurring name (nats/token)", "in-context score", "strongest induction head"], rows, {1, 2})]
+    for model in docs:
+        parts += [figure(p) for p in sorted((paths.PLOTS_DIR / "interpret" / model).glob("*.png"))]
+    return "\n".join(parts)
+
+
+def speedrun_section() -> str:
+    """The default recipe against nanoGPT's: tokens to the target, in one sentence and a figure."""
+    if not paths.SPEEDRUN_METRICS.is_file():
+        return "<p>No speedrun yet.</p>"
+    doc = read_json(paths.SPEEDRUN_METRICS)
+    recipe, nanogpt = doc["recipe"]["tokens_to_target"], doc["nanogpt"]["tokens_to_target"]
+    budget = max(row["tokens"] for row in doc["nanogpt"]["curve"])
+    target = f"{doc['target_bpb']:.3f} bpb ({doc['target_floor_ratio']:g} x the entropy floor)"
+    if recipe and nanogpt:
+        verdict = (f"The default recipe reached {target} after {recipe:,} tokens, nanoGPT's after {nanogpt:,}: "
+                   f"{doc['token_ratio']:.2f} of the tokens.")
+    elif recipe:
+        verdict = (f"The default recipe reached {target} after {recipe:,} tokens; nanoGPT's did not within {budget:,} "
+                   f"(best {doc['nanogpt']['best_val_bpb']:.3f}), so it needs at most {doc['token_ratio']:.2f} of nanoGPT's tokens.")
+    else:
+        verdict = f"Neither recipe reached {target} within {budget:,} tokens."
+    return f"<p>{esc(doc['model'])}: {esc(verdict)}</p>\n" + (figure(paths.SPEEDRUN_PLOT) if paths.SPEEDRUN_PLOT.is_file() else "")
+
+
 def samples_section(models: list[str]) -> str:
     parts = []
     for model in models:
@@ -224,6 +263,8 @@ def build_report(models: list[str]) -> str:
     tables = {sweep: read_json(paths.METRICS_DIR / "sweeps" / f"{sweep}.json") for sweep in SWEEPS}
     sections = [
         ("models", "Models", models_section(models_doc)),
+        ("inside", "Inside the models", interpret_section(models)),
+        ("speedrun", "Speedrun", speedrun_section()),
         ("studies", "Studies", studies_section(tables)),
         ("plots", "Plots", plots_section(paths.PLOTS_DIR)),
         ("samples", "Samples", samples_section(models)),

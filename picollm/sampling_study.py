@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from picollm import tokenizer as tokenizer_mod
 from picollm.data.stories import recognize_sentence, split_sentences
-from picollm.evaluate import load_model
+from picollm.figures import pyplot, save_png
 from picollm.generation import generate_batch
 from picollm.models.base import LanguageModel
 from picollm.sampling import SamplingConfig
@@ -193,52 +190,36 @@ def study_row(
 # ---------------------------------------------------------------- one model's part of the study
 
 
-@dataclass(frozen=True)
-class ModelJob:
-    """Everything one model's part of the study needs; picklable, so a worker process can run it."""
-
-    name: str
-    checkpoint: str
-    scorer: str  # the scorer's checkpoint
-    tokens_dir: str
-    prompt: str
-    settings: tuple[SamplingConfig, ...]
-    num_samples: int
-    max_new_tokens: int
-    seed: int
-    use_recognizer: bool
-
-
-@lru_cache(maxsize=1)
-def _tokenizer(directory: str) -> Tokenizer:
-    return tokenizer_mod.load(directory)
-
-
-@lru_cache(maxsize=2)  # the scorer and the model under study, in each process
-def _model(checkpoint: str, tokens_dir: str) -> LanguageModel:
-    return load_model(checkpoint, _tokenizer(tokens_dir))
-
-
-def run_model_job(job: ModelJob) -> tuple[list[dict], list[SampleSet], float]:
-    """The rows and samples of one model at every setting, and the seconds it took.
+def sample_model(name: str, model: LanguageModel, tok: Tokenizer, prompt: str, settings: tuple[SamplingConfig, ...],
+                 num_samples: int, max_new_tokens: int, seed: int, use_recognizer: bool) -> dict:
+    """One model's part of the study (`sample@<model>`): its rows, not yet scored, and its samples.
 
     Decoding runs on one torch thread: its many small operations gain little from a second
-    thread, and lose a lot when the cores are shared (threads spin at every barrier). The
-    stage parallelises over models instead, one single-threaded process per core, so the
-    numbers never depend on how many processes ran them.
+    thread and lose a lot when the cores are shared. The rows lack `scorer_nll`, which needs the
+    best model: `score_parts` adds it, so a new ranking rescores samples without redrawing them.
     """
-    began = time.perf_counter()
     torch.set_num_threads(1)
-    tok = _tokenizer(job.tokens_dir)
-    scorer = _model(job.scorer, job.tokens_dir)
-    model = _model(job.checkpoint, job.tokens_dir)
-    context = prompt_ids(tok, job.prompt)
-    rows, sample_sets = [], []
-    for sampling in job.settings:
-        drawn = draw_samples(model, tok, job.prompt, sampling, job.num_samples, job.max_new_tokens, job.seed)
-        rows.append(study_row(job.name, sampling, drawn, continuation_nll(scorer, context, drawn.token_ids), job.use_recognizer))
-        sample_sets.append(drawn)
-    return rows, sample_sets, time.perf_counter() - began
+    rows, samples = [], []
+    for sampling in settings:
+        drawn = draw_samples(model, tok, prompt, sampling, num_samples, max_new_tokens, seed)
+        rows.append(study_row(name, sampling, drawn, (0.0, 0), use_recognizer))
+        samples.append({"setting": sampling.label, **asdict(drawn)})
+    return {"model": name, "rows": rows, "samples": samples}
+
+
+def score_parts(parts: list[dict], scorer: LanguageModel, tok: Tokenizer, prompt: str) -> tuple[list[dict], dict]:
+    """Every row of every part with `scorer_nll` (the scorer's NLL per sampled token), and the
+    samples as `SampleSet`s keyed by (model, setting) for the report."""
+    torch.set_num_threads(1)
+    context = prompt_ids(tok, prompt)
+    rows, sample_sets = [], {}
+    for part in parts:
+        for row, sample in zip(part["rows"], part["samples"]):
+            drawn = SampleSet(sample["prompt"], sample["token_ids"], sample["continuations"], sample["truncated"])
+            nll, tokens = continuation_nll(scorer, context, drawn.token_ids)
+            rows.append({**row, "scorer_nll": _round(nll / tokens) if tokens else None})
+            sample_sets[(part["model"], sample["setting"])] = drawn
+    return rows, sample_sets
 
 
 # ---------------------------------------------------------------- the plot
@@ -250,13 +231,9 @@ def plot_quality_diversity(rows: list[dict], path: str | Path, scorer: str) -> N
     Left panel: the recognizer's accepted share (when it applies); right: the scorer's NLL
     per token (lower is better). Each point is labelled with its setting.
     """
-    import matplotlib
+    import pandas as pd  # here: sample@<model> imports this module and never plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
+    plt, sns = pyplot()
     frame = pd.DataFrame(rows)
     panels = [("scorer_nll", f"NLL per token under {scorer} (nats, lower is better)")]
     if frame["accepted_share"].notna().any():
@@ -281,14 +258,7 @@ def plot_quality_diversity(rows: list[dict], path: str | Path, scorer: str) -> N
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, title="model", title_fontsize=7)
     fig.suptitle("Sampling: quality against diversity across decoding settings", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from picollm.io import atomic_open
-
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, Path(path))
 
 
 # ---------------------------------------------------------------- the Markdown report

@@ -1,7 +1,7 @@
 """How the cost of training grows on this machine: time per step and peak memory against model
 size, context length and process count.
 
-    dvc repro tokenize && python -m picollm.scaling   # ~2 min; writes reports/scaling.{json,md}
+    dvc repro tokenize && picollm scaling   # ~2 min; writes reports/scaling.{json,md}
 
 Every point times the training loop's own `train_step` in a fresh process (the bench's worker,
 `picollm.bench.train_speed`), so peak RSS is that run's alone; the process-count points run the
@@ -19,14 +19,14 @@ its timings would make no cached output reproducible anyway.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from picollm import paths
-from picollm.bench import run_job, train_job
+from picollm.bench.jobs import run_job
+from picollm.bench.run import train_job
 from picollm.errors import PicoError
-from picollm.io import read_json, write_json, write_text
+from picollm.io import read_json, replace_marked_block, write_json, write_text
 
 REPORT_JSON = paths.REPORTS_DIR / "scaling.json"
 REPORT_MD = paths.REPORTS_DIR / "scaling.md"
@@ -87,26 +87,14 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    from picollm.compare import update_readme
-    from picollm.config import load_params
-    from picollm.errors import exit_on_pico_error
-
-    @exit_on_pico_error
-    def run() -> None:
-        params = load_params()
-        if not paths.TOKENS_META.exists():
-            raise PicoError(f"{paths.TOKENS_META} is missing: run `dvc repro tokenize` first")
-        rows = measure(params)
-        write_json(REPORT_JSON, {"base_model": BASE_MODEL, "rows": rows})
-        table = markdown(rows)
-        write_text(REPORT_MD, "# Cost growth (python -m picollm.scaling)\n\n" + table)
-        if "--readme" in argv:
-            update_readme(Path("README.md"), table, marker="scaling")
-        print(table)
-
-    run()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def run_scaling(params, write_docs: bool) -> str:
+    """Measure every point, write reports/scaling.{json,md} (and docs/scaling.md's table); the table."""
+    if not paths.TOKENS_META.exists():
+        raise PicoError(f"{paths.TOKENS_META} is missing: run `dvc repro tokenize` first")
+    rows = measure(params)
+    write_json(REPORT_JSON, {"base_model": BASE_MODEL, "rows": rows})
+    table = markdown(rows)
+    write_text(REPORT_MD, "# Cost growth (picollm scaling)\n\n" + table)
+    if write_docs:
+        replace_marked_block(Path("docs/scaling.md"), table, marker="scaling")
+    return table

@@ -6,7 +6,7 @@ an n-gram span two texts: each text is a separate sample.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from picollm.errors import PicoError
 

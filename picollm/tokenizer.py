@@ -14,17 +14,17 @@ import base64
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import tiktoken
 
-from picollm.config import GPT2_VOCAB_SIZE, MIN_BPE_VOCAB
+from picollm.config import END_OF_TEXT, GPT2_VOCAB_SIZE, MIN_BPE_VOCAB
 from picollm.errors import PicoError
 from picollm.io import atomic_open, write_json
 
-EOT = "<|endoftext|>"
+EOT = END_OF_TEXT
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 # GPT-4's split pattern with numbers in groups of 1-3, as nanochat uses for small BPEs.
 BPE_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""

@@ -2,7 +2,7 @@
 
 - Batches: seeded random crops of the train memmap. The generator draws the *global* batch and
   each rank keeps its own rows, so N processes see exactly the batch one process would.
-- AdamW (decay on matrices only), linear warmup then cosine decay, gradient clipping,
+- AdamW, or Muon on the hidden matrices with AdamW on the rest (picollm/optim.py), linear warmup then cosine decay, gradient clipping,
   gradient accumulation to keep the global batch fixed across process counts.
 - Crash safety: a checkpoint every `checkpoint_every` steps (atomic), and on SIGINT/SIGTERM.
   The checkpoint holds model, optimizer, step, data-order and RNG state plus the loss history,
@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -34,7 +35,9 @@ from picollm.data.tokens import TokenStream
 from picollm.device import ProcessGroup, autocast, compile_model, init_process_group, resolve_device, seed_everything
 from picollm.errors import PicoError
 from picollm.io import temp_name_pattern
+from picollm.losses import cross_entropy
 from picollm.models.registry import build_model
+from picollm.optim import make_optimizer
 
 VAL_BATCH_SEED_OFFSET = 10_007  # the periodic val batches are the same every run and every eval
 
@@ -52,6 +55,7 @@ class TrainJob:
     model_out: Path
     checkpoint_dir: Path
     train_token_limit: int | None = None  # train on the first N tokens of train.bin only (the corpus-size sweep)
+    snapshot_dir: Path | None = None  # with train.snapshots: where the weights at every eval_every step end up
 
     @property
     def run_key(self) -> str:
@@ -81,20 +85,6 @@ def learning_rate(step: int, train: TrainParams) -> float:
     return floor + (train.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_optimizer(model: torch.nn.Module, train: TrainParams) -> torch.optim.AdamW:
-    # Decay weight matrices, not biases or norm gains (nanoGPT's rule).
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": train.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    # The fused kernel updates every tensor in one pass; on CPU it measured ~10x faster than the
-    # foreach implementation (which falls back to one small op per tensor there); see `bench`.
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    kind = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), **kind)
-
-
 class _StopRequest:
     """SIGINT/SIGTERM set a flag; the loop checkpoints at the next step boundary and exits."""
 
@@ -115,7 +105,7 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _accumulation_steps(train: TrainParams, group: ProcessGroup) -> tuple[int, int]:
+def accumulation_steps(train: TrainParams, group: ProcessGroup) -> tuple[int, int]:
     micro = train.micro_batch_size or max(1, train.batch_size // group.world_size)
     if train.batch_size % (micro * group.world_size):
         raise PicoError(
@@ -190,49 +180,6 @@ def estimate_val_loss(model, stream: TokenStream, job: TrainJob, device, group: 
     return sum(losses) / len(losses)
 
 
-class _CrossEntropy(torch.autograd.Function):
-    """`F.cross_entropy(logits, targets)` (mean over rows) whose backward makes no new buffer.
-
-    The forward keeps the log-probabilities, as torch's does; the backward turns them, in place
-    and in one pass, into the gradient scale * (softmax - one_hot), with scale = grad / rows
-    folded into the exponent. torch's backward instead fills a zero (rows, vocab) tensor for the
-    NLL gradient and allocates another for the log-softmax one. On CPU a whole training step
-    measured 1.06x faster on the reference gpt2 and 1.12x on the one-hot k-gram (README,
-    Performance). A second backward through the same graph (retain_graph) is refused.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(logits, dim=-1)
-        ctx.save_for_backward(logp, targets)
-        ctx.consumed = False
-        return -logp.gather(1, targets.unsqueeze(1)).mean()
-
-    @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor):
-        if ctx.consumed:
-            raise RuntimeError("cross_entropy's backward reuses its saved log-probabilities; it cannot run twice")
-        ctx.consumed = True
-        logp, targets = ctx.saved_tensors
-        rows = torch.arange(logp.size(0), device=logp.device)
-        if logp.device.type != "cpu":  # no host sync in the middle of an accelerator's backward
-            scale = grad_loss / logp.size(0)
-            grad = logp.exp_().mul_(scale)
-            grad[rows, targets] -= scale
-            return grad, None
-        scale = float(grad_loss) / logp.size(0)
-        grad = logp.add_(math.log(scale)).exp_() if scale > 0 else logp.exp_().mul_(scale)
-        grad[rows, targets] -= scale
-        return grad, None
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss of logits (rows, vocab) against target ids (rows,); see _CrossEntropy."""
-    if not torch.is_grad_enabled() or not logits.requires_grad:
-        return torch.nn.functional.cross_entropy(logits, targets)
-    return _CrossEntropy.apply(logits, targets)
-
-
 def training_runner(model: torch.nn.Module, group: ProcessGroup, compile_: bool) -> torch.nn.Module:
     """What `train_step` calls forward on: the model, wrapped in DDP across ranks, compiled if asked."""
     runner = torch.nn.parallel.DistributedDataParallel(model) if group.world_size > 1 else model
@@ -245,7 +192,7 @@ def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, d
 
     Sets the step's learning rate, runs this rank's micro-batches of the global `batch` (forward
     under autocast, float32 cross-entropy, backward), measures the gradient norm (clipping it when
-    train.grad_clip > 0), then steps AdamW. Returns (loss averaged over ranks, gradient norm).
+    train.grad_clip > 0), then steps the optimizer. Returns (loss averaged over ranks, gradient norm).
     When either is non-finite no update is applied: the caller stops the run.
     """
     for g in optimizer.param_groups:
@@ -291,7 +238,10 @@ def train_model(job: TrainJob) -> TrainResult:
     val_stream = TokenStream.open(job.token_dir / "val.bin", job.vocab_size)
     train_stream.check_block_size(train.block_size, "train")
     val_stream.check_block_size(train.block_size, "val")
-    micro, accum = _accumulation_steps(train, group)
+    micro, accum = accumulation_steps(train, group)
+    starts = story_starts(train_stream, job.eot_id, train.block_size) if train.crop == "story" else None
+    if starts is not None and not len(starts):
+        raise PicoError(f"train.crop = 'story': no document in {train_stream.path} starts a whole block of {train.block_size} tokens")
 
     if group.is_main:
         _remove_stale_temp_files(job.checkpoint_dir / "last.ckpt", job.model_out)
@@ -299,6 +249,11 @@ def train_model(job: TrainJob) -> TrainResult:
     result = TrainResult(is_main=group.is_main)
     model, optimizer, data_gen, start_step = _resume_or_start(job, device, result)
     result.num_params, result.resumed_from = model.num_params(), start_step
+    if train.snapshots and group.is_main:
+        # Snapshots past the resume point belong to the interrupted run's future; a fresh start keeps none.
+        for stale in (job.checkpoint_dir / "snapshots").glob("step-*.ckpt"):
+            if int(stale.stem.removeprefix("step-")) > start_step:
+                stale.unlink()
     runner = training_runner(model, group, train.compile)
 
     began = time.perf_counter()
@@ -306,7 +261,7 @@ def train_model(job: TrainJob) -> TrainResult:
     with _StopRequest() as stop:
         for step in range(start_step, train.steps):
             # One draw of the global batch per step; this rank's micro-batches are its rows of it.
-            batch = train_stream.batch(data_gen, train.batch_size, train.block_size)
+            batch = draw_batch(train_stream, data_gen, train, starts)
             step_loss, grad_norm = train_step(runner, model, optimizer, batch, step, train, device, group, micro, accum)
             done = step + 1
             if not math.isfinite(step_loss):
@@ -322,6 +277,9 @@ def train_model(job: TrainJob) -> TrainResult:
                 if not math.isfinite(val_loss):
                     raise _diverged(job, f"the validation loss became {val_loss}", done)
                 result.history.append({"step": done, "val_loss": round(val_loss, 6)})
+                if train.snapshots and group.is_main:
+                    _require_finite_weights(job, model, done)
+                    save_checkpoint(snapshot_path(job.checkpoint_dir, done), _snapshot_payload(job, model, done))
             # Every rank stops at the same step, even if only some of them got the signal.
             stopping = _any_rank(stop.signal is not None, group, device)
             # On a signal the state is saved even after the last step, so the rerun only writes the outputs.
@@ -339,9 +297,50 @@ def train_model(job: TrainJob) -> TrainResult:
         final = _checkpoint_payload(job, model, optimizer, train.steps, data_gen, result)
         del final["optimizer"], final["data_rng"], final["torch_rng"]
         save_checkpoint(job.model_out, final)
+        if train.snapshots:
+            _publish_snapshots(job)
         # The run is complete: a leftover resume point would only make `dvc repro -f` skip work.
         (job.checkpoint_dir / "last.ckpt").unlink(missing_ok=True)
     return result
+
+
+def story_starts(stream: TokenStream, eot_id: int, block_size: int) -> np.ndarray:
+    """Where a crop may start so that it begins with a document: at each end-of-text separator
+    (the cache is `<eot> doc <eot> doc ...`) that leaves a whole block after it."""
+    starts = np.flatnonzero(np.asarray(stream.tokens) == eot_id)
+    return starts[starts + block_size + 1 <= len(stream)]
+
+
+def draw_batch(stream: TokenStream, generator: torch.Generator, train: TrainParams, starts: np.ndarray | None):
+    """The step's global batch: random crops, or crops that start at a document (`train.crop: story`),
+    where every name a story repeats has its first mention inside the crop."""
+    if starts is None:
+        return stream.batch(generator, train.batch_size, train.block_size)
+    picked = starts[torch.randint(len(starts), (train.batch_size,), generator=generator).numpy()]
+    rows = torch.from_numpy(stream.tokens[picked[:, None] + np.arange(train.block_size + 1)].astype(np.int64))
+    return rows[:, :-1], rows[:, 1:]
+
+
+def snapshot_path(directory: Path, step: int) -> Path:
+    return directory / "snapshots" / f"step-{step:06d}.ckpt"
+
+
+def _snapshot_payload(job: TrainJob, model, step: int) -> dict:
+    return {"family": model.family, "config": asdict(model.config), "tokenizer": job.tokenizer_identity,
+            "model": model.state_dict(), "step": step, "tokens_seen": step * job.train.batch_size * job.train.block_size}
+
+
+def _publish_snapshots(job: TrainJob) -> None:
+    """Move the run's snapshots, written beside its resume point so that they survive a kill,
+    to `job.snapshot_dir`, replacing what an earlier run left there."""
+    if job.snapshot_dir is None:
+        return
+    target = job.snapshot_dir
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("step-*.ckpt"):
+        old.unlink()
+    for snapshot in sorted((job.checkpoint_dir / "snapshots").glob("step-*.ckpt")):
+        snapshot.replace(target / snapshot.name)
 
 
 def _diverged(job: TrainJob, what: str, step: int) -> PicoError:

@@ -3,17 +3,18 @@ numbers; deterministic) and metrics/timings/sweeps/<sweep>.json (seconds and tok
 
 import sys
 
-from picollm import sweeps
-from picollm.config import load_params
+from picollm.studies import aggregate as study_aggregate
+from picollm.studies import plan as study_plan
+from picollm.params import load_params
 from picollm.errors import exit_on_pico_error
 from picollm.io import write_json
 
 
 @exit_on_pico_error
 def main(sweep: str) -> None:
-    table, timings = sweeps.aggregate(load_params(), sweep)
-    write_json(sweeps.sweep_metrics(sweep), table)
-    write_json(sweeps.sweep_timings(sweep), timings)
+    table, timings = study_aggregate.aggregate(load_params(), sweep)
+    write_json(study_plan.sweep_metrics(sweep), table)
+    write_json(study_plan.sweep_timings(sweep), timings)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Stage `bench`: speed against the machine's measured matmul peak -> metrics/bench.json,
-reports/bench.md, plots/bench.png and the README's performance table (picollm/bench.py)."""
+reports/bench.md and plots/bench.png (picollm/bench/)."""
 
 import sys
+import tempfile
 from pathlib import Path
 
 from picollm import paths
-from picollm.bench import markdown_report, plot_bench, run_bench
-from picollm.compare import update_readme
-from picollm.config import load_params
+from picollm.bench.report import markdown_report, plot_bench
+from picollm.bench.run import run_bench
 from picollm.errors import exit_on_pico_error
 from picollm.io import write_json, write_text
+from picollm.params import load_params
 
 
 def _round(value):
@@ -26,13 +27,11 @@ def _round(value):
 @exit_on_pico_error
 def main() -> None:
     params = load_params()
-    out = run_bench(params, paths.TOKENS_DIR, paths.PREPARED_DIR, log=lambda line: print(line, file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="picollm-bench-") as workdir:
+        out = run_bench(params, Path(workdir), log=lambda line: print(line, file=sys.stderr, flush=True))
     write_json(paths.BENCH_METRICS, _round(out))
-    table = markdown_report(out)
-    write_text(paths.BENCH_REPORT, "# Speed\n\n" + table)
+    write_text(paths.BENCH_REPORT, "# Speed\n\n" + markdown_report(out))
     plot_bench(out, paths.BENCH_PLOT)
-    if Path("README.md").is_file():
-        update_readme(Path("README.md"), table, marker="bench")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
-"""Stage `compare`: one row per model -> metrics/models.json, reports/models.md, README results."""
-
-from pathlib import Path
+"""Stage `compare`: one row per model -> metrics/models.json, reports/models.md."""
 
 from picollm import paths
-from picollm.compare import comparison_rows, loss_class_table, markdown_table, update_readme
-from picollm.config import load_params
+from picollm.compare import comparison_rows, loss_class_table, markdown_table
 from picollm.errors import exit_on_pico_error
 from picollm.io import read_json, write_json, write_text
+from picollm.params import load_params
 
 
 @exit_on_pico_error
@@ -24,8 +22,6 @@ def main() -> None:
     if breakdown:
         table += "\n" + breakdown
     write_text(paths.REPORTS_DIR / "models.md", table)
-    if Path("README.md").is_file():
-        update_readme(Path("README.md"), table)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,17 @@ from dataclasses import asdict
 import torch
 
 from picollm import paths, tokenizer
-from picollm.config import load_params
 from picollm.data.prepare import read_split
 from picollm.data.stories import character_names
 from picollm.data.tokens import TokenStream
 from picollm.errors import exit_on_pico_error
-from picollm.evaluate import eval_metrics, load_model
+from picollm.evaluate import eval_metrics
 from picollm.generation import generate
 from picollm.io import read_json, write_json, write_text
 from picollm.loss_classes import split_token_classes
+from picollm.models.loading import load_model
 from picollm.models.registry import model_config
+from picollm.params import load_params
 from picollm.sampling import SamplingConfig
 
 

@@ -1,7 +1,7 @@
 """Stage `plots`: seaborn PNGs under plots/ and the tidy CSVs behind dvc.yaml's `plots:` section."""
 
-from picollm.config import load_params
 from picollm.errors import exit_on_pico_error
+from picollm.params import load_params
 from picollm.plots import make_plots
 
 

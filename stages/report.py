@@ -1,9 +1,9 @@
 """Stage `report`: reports/index.html, a self-contained page of tables, plots, findings and samples."""
 
 from picollm import paths
-from picollm.config import load_params
 from picollm.errors import exit_on_pico_error
 from picollm.io import write_text
+from picollm.params import load_params
 from picollm.report import build_report
 
 

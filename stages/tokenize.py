@@ -1,24 +1,43 @@
-"""Stage `tokenize`: build the tokenizer (BPE trained on train, or GPT-2) and the token caches."""
+"""Stage `tokenize`: build the tokenizer (BPE trained on train, or GPT-2) and the token caches.
 
-import numpy as np
+Streaming: the prepared splits are read one document at a time, for training the BPE (on a
+sample when the train split is larger than BPE_SAMPLE_BYTES, see docs/data.md) and again for
+encoding, and the caches are written in chunks, so memory does not grow with the corpus. The
+three caches are renamed into place together, once every split has been read without error.
+"""
+
+import contextlib
 
 from picollm import paths, tokenizer
-from picollm.config import load_params
-from picollm.data.prepare import SPLITS, read_split
-from picollm.data.tokens import TokenStream, token_dtype, unigram_bpb, write_token_cache
+from picollm.data.prepare import SPLITS, count_documents, iter_split
+from picollm.data.progress import progress
+from picollm.data.tokens import bpe_training_texts, encode_into, token_dtype, unigram_bpb
 from picollm.errors import exit_on_pico_error
-from picollm.io import write_json
+from picollm.io import atomic_open, write_json
+from picollm.params import load_params
+
+
+def split_texts(split: str, description: str, total: int):
+    return progress((doc.text for doc in iter_split(paths.PREPARED_DIR, split)), description, total=total)
 
 
 @exit_on_pico_error
 def main() -> None:
     params = load_params().tokenizer
-    texts = {split: [doc.text for doc in read_split(paths.PREPARED_DIR, split)] for split in SPLITS}
-    tok = tokenizer.build(params.kind, params.vocab_size, texts["train"])
+    sizes = {split: count_documents(paths.PREPARED_DIR, split) for split in SPLITS}  # also: every split exists
+    train_texts = ()
+    if params.kind == "bpe":
+        train_bytes = (paths.PREPARED_DIR / "train.jsonl").stat().st_size
+        train_texts = bpe_training_texts(split_texts("train", "tokenize: training BPE", sizes["train"]), train_bytes)
+    tok = tokenizer.build(params.kind, params.vocab_size, train_texts)
+    with contextlib.ExitStack() as caches:
+        counts = {}
+        for split in SPLITS:
+            handle = caches.enter_context(atomic_open(paths.TOKENS_DIR / f"{split}.bin", "wb"))
+            texts = split_texts(split, f"tokenize: encoding {split}", sizes[split])
+            counts[split] = encode_into(handle, texts, tok, params.encode_threads)
     tokenizer.save(tok, paths.TOKENS_DIR)
-    counts = {split: write_token_cache(texts[split], tok, paths.TOKENS_DIR / f"{split}.bin", params.encode_threads) for split in SPLITS}
-    streams = {split: TokenStream.open(paths.TOKENS_DIR / f"{split}.bin", tok.vocab_size) for split in SPLITS}
-    unigram = unigram_bpb(np.asarray(streams["train"].tokens), np.asarray(streams["val"].tokens), tok.vocab_size, counts["val"]["bytes"])
+    unigram = unigram_bpb(counts["train"]["counts"], paths.TOKENS_DIR / "val.bin", tok.vocab_size, counts["val"]["bytes"])
     write_json(paths.TOKENS_META, {
         "kind": tok.kind, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "identity": tok.identity,
         "dtype": str(token_dtype(tok.vocab_size)),

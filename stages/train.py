@@ -8,9 +8,9 @@ import os
 import sys
 
 from picollm import paths
-from picollm.config import load_params
 from picollm.errors import exit_on_pico_error
 from picollm.io import read_json, write_json
+from picollm.params import load_params
 from picollm.train import TrainJob, train_model
 from picollm.trainlog import write_history
 
@@ -32,7 +32,10 @@ def main(name: str) -> None:
         name=name, spec=params.model_spec(name), train=train, seed=params.seed,
         token_dir=paths.TOKENS_DIR, vocab_size=meta["vocab_size"], eot_id=meta["eot_id"],
         tokenizer_identity=meta["identity"], model_out=paths.model_checkpoint(name), checkpoint_dir=paths.resume_dir(name),
+        snapshot_dir=paths.snapshot_dir(name),
     )
+    # The directory is a declared output even when snapshots are off: then it stays empty.
+    paths.snapshot_dir(name).mkdir(parents=True, exist_ok=True)
     result = train_model(job)
     if not result.is_main:
         return

@@ -153,11 +153,11 @@ def call_stage(root: Path, stage: str, *args: str) -> tuple[int, str]:
     The same `main` as the subprocess runs, minus the interpreter start-up; anything but a
     PicoError propagates, so a traceback fails the test.
     """
-    from picollm.config import _load_cached
+    from picollm.params import load_cached
 
     # load_params caches on (path, mtime): a rewritten params.yaml within one mtime tick, or the
     # relative "params.yaml" of another workspace, would otherwise hit a stale entry.
-    _load_cached.cache_clear()
+    load_cached.cache_clear()
     stderr = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
         patch.syspath_prepend(str(PROJECT_ROOT))

@@ -2,7 +2,7 @@
 stage's report, measured against the machine's own peak, never in a timed test).
 
 - FLOPs: `flops_per_token` of the reference gpt2 configuration is the hand formula;
-- a tiny in-process `run_bench` writes every key the report and the README table read, and a
+- a tiny in-process `run_bench` writes every key the report and its table read, and a
   worker subprocess reports the same per-model keys;
 - bf16 autocast follows the fp32 loss curve on the same batches;
 - the hot-path pieces the bench times: the loss (torch's values and gradients), fused AdamW,
@@ -18,24 +18,33 @@ import numpy as np
 import pytest
 import torch
 
-import helpers as H
-from picollm import bench
-from picollm.compare import update_readme
-from picollm.config import BenchParams, TrainParams, load_params, parse_params
+from picollm.bench import jobs as bench_jobs
+from picollm.bench import plan as bench_plan
+from picollm.bench import report as bench_report
+from picollm.bench import run as bench_run
+from picollm.config import BenchParams, TrainParams
 from picollm.data.tokens import TokenStream, encode_texts
 from picollm.device import ProcessGroup
 from picollm.errors import PicoError
+from picollm.io import replace_marked_block
+from picollm.losses import cross_entropy
 from picollm.models.registry import build_model
-from picollm.train import cross_entropy, make_optimizer, train_step
+from picollm.optim import make_optimizer
+from picollm.params import load_params, parse_params
+from picollm.train import train_step
+
+import helpers as H
 
 TINY_BENCH = {
-    "batch_size": 2, "block_size": 16, "sizes": {"transformer": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1},
-                                                 "kgram": {"hidden": 16}, "lstm": {}},
+    "batch_size": 2, "block_size": 16, "vocab_size": 300, "models": {
+        "tiny": {"family": "transformer", "preset": "gptoss", "d_model": 16, "n_head": 2, "n_kv_head": 2, "d_ff": 32, "n_layer": 1},
+        "kgram_embed": {"family": "kgram", "variant": "embed", "k": 3, "d_embed": 8, "hidden": 16, "n_hidden_layers": 1},
+        "lstm": {"family": "lstm", "d_embed": 8, "hidden": 16, "n_layer": 1}},
     "reference": {"family": "transformer", "preset": "gpt2", "bias": False, "dropout": 0.0, "n_layer": 1, "n_head": 2,
                   "d_model": 16, "d_ff": 32},
     "reference_vocab_size": 512, "warmup_steps": 1, "repeats": 1, "min_seconds": 0.0, "peak_size": 64,
     "bfloat16": "never", "isolate": False, "generation": {"model": "tiny", "new_tokens": 6, "repeats": 1},
-    "tokenizer_mb": 0.01, "models": ["tiny", "kgram_embed", "lstm"],
+    "tokenizer_mb": 0.01,
 }
 
 
@@ -64,20 +73,15 @@ def test_kgram_and_lstm_flops_count_their_matmuls_only():
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    texts = H.synthetic_texts(200)
-    tok = H.make_token_dir(root / "tokens", texts)
-    (root / "prepared").mkdir()
-    with open(root / "prepared" / "train.jsonl", "w", encoding="utf-8") as handle:
-        for text in texts:
-            handle.write(json.dumps({"text": text, "source": "text", "logprob": None}) + "\n")
     params = parse_params(H.smoke_params(bench=TINY_BENCH))
-    return root, tok, params
+    _, tok, tokens = bench_run.bench_corpus(params, root)
+    return tokens, tok, params
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_setup):
-    root, _, params = tiny_setup
-    return bench.run_bench(params, root / "tokens", root / "prepared", log=lambda line: None)
+def tiny_run(tiny_setup, tmp_path_factory):
+    _, _, params = tiny_setup
+    return bench_run.run_bench(params, tmp_path_factory.mktemp("bench-run"), log=lambda line: None)
 
 
 def test_a_tiny_bench_run_has_every_key_the_report_reads(tiny_run, tmp_path):
@@ -86,61 +90,77 @@ def test_a_tiny_bench_run_has_every_key_the_report_reads(tiny_run, tmp_path):
             "loader", "checks", "seconds"} <= set(out)
     assert out["peak_gflops"]["float32"] > 0 and out["peak_gflops"]["bfloat16"] > 0
     assert set(out["machine"]["bf16"]) >= {"native", "cpu_flags", "onednn_bf16", "measured"}
-    assert list(out["train"]) == ["tiny", "kgram_embed", "lstm", bench.REFERENCE_NAME]
-    for name, row in out["train"].items():
+    assert list(out["train"]) == ["tiny", "kgram_embed", "lstm", bench_plan.REFERENCE_NAME]
+    for row in out["train"].values():
         fp32 = row["float32"]
         assert {"tokens_per_s", "gflops", "mfu", "peak_gflops", "peak_rss_mb", "params", "flops_per_token"} <= set(fp32)
         assert fp32["tokens_per_s"] > 0 and fp32["peak_rss_mb"] > 0 and math.isclose(
             fp32["gflops"], fp32["tokens_per_s"] * fp32["flops_per_token"] / 1e9)
         assert "skipped" in row["bfloat16"]  # bench.bfloat16: never
     assert {"tokens_per_s", "mfu"} <= set(out["train"]["lstm"]["torch_lstm"])
+    for row in out["train"].values():
+        fp32 = row["float32"]
+        assert set(fp32["optimizers"]) == {"adamw", "muon"} and fp32["optimizer"] == "adamw"
+        assert all(o["ms"] > 0 and 0 < o["share"] < 1 for o in fp32["optimizers"].values())
+        adamw = fp32["optimizers"]["adamw"]
+        assert math.isclose(adamw["share"], adamw["ms"] / max(fp32["step_ms"], adamw["ms"]))
+    g = out["generation"]
     assert {"cache_tokens_per_s", "no_cache_tokens_per_s", "cache_speedup", "cache_first_token_ms",
-            "no_cache_first_token_ms"} <= set(out["generation"])
+            "no_cache_first_token_ms", "cache_ms_per_token", "overhead_ms_per_token", "arithmetic_ms_per_token",
+            "overhead_share"} <= set(g)
+    assert math.isclose(g["cache_ms_per_token"], 1000 / g["cache_tokens_per_s"])
+    assert math.isclose(g["arithmetic_ms_per_token"], max(g["cache_ms_per_token"] - g["overhead_ms_per_token"], 0))
+    assert {"decode KV-cache speedup", "decode first token ms"} <= set(out["checks"])
+    assert out["checks"]["decode KV-cache speedup"]["target"] == 5.0
     assert {"mb_per_s", "mb_per_s_1_thread", "tiktoken_batch_mb_per_s", "mb_per_cpu_s"} <= set(out["tokenizer"])
     assert out["loader"]["batches_per_s"] > 0
     assert {"value", "target", "met"} <= set(out["checks"]["tokenizer MB/s"])
     json.dumps(out, allow_nan=False)  # the stage writes it as strict JSON
 
-    table = bench.markdown_report(out)
+    table = bench_report.markdown_report(out)
     assert "| gpt2@reference |" in table and "torch.nn.LSTM" in table and "KV cache" in table
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:begin -->\nR\n<!-- results:end -->\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n")
-    update_readme(readme, table, marker="bench")
-    text = readme.read_text()
+    assert "ms of per-op overhead" in table and "Optimizer step alone" in table and "muon" in table
+    page = tmp_path / "page.md"
+    page.write_text("# x\n<!-- results:begin -->\nR\n<!-- results:end -->\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n")
+    replace_marked_block(page, table, marker="bench")
+    text = page.read_text()
     assert "old" not in text and table in text and "\nR\n" in text
-    bench.plot_bench(out, tmp_path / "bench.png")
+    bench_report.plot_bench(out, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_worker_subprocess_reports_the_same_keys_as_in_process(tiny_setup, tiny_run):
-    root, tok, params = tiny_setup
-    spec = bench.bench_spec(params, "tiny")
-    job = bench.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
+    tokens, tok, params = tiny_setup
+    spec = bench_plan.bench_spec(params, "tiny")
+    job = bench_run.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, tokens,
                           "float32")
-    isolated = bench.run_job(job, isolate=True)
+    isolated = bench_jobs.run_job(job, isolate=True)
     assert set(isolated) == set(tiny_run["train"]["tiny"]["float32"])
     assert isolated["params"] == tiny_run["train"]["tiny"]["float32"]["params"]
 
 
+@pytest.mark.slow
 def test_the_worker_times_data_parallel_training_under_torchrun(tiny_setup):
     # The scaling study's process axis: the same worker in 2 gloo processes, one report from rank 0
     # that adds up every rank's memory.
-    root, tok, params = tiny_setup
-    spec = bench.bench_spec(params, "tiny")
-    job = bench.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, root / "tokens" / "train.bin",
+    tokens, tok, params = tiny_setup
+    spec = bench_plan.bench_spec(params, "tiny")
+    job = bench_run.train_job(params, "tiny", spec, tok.vocab_size, tok.vocab_size, tok.eot_id, tokens,
                           "float32", threads=1)
-    two = bench.run_job(job, isolate=True, nproc=2)
+    two = bench_jobs.run_job(job, isolate=True, nproc=2)
     assert two["processes"] == 2 and two["threads"] == 1 and two["tokens_per_s"] > 0
     assert two["peak_rss_mb"] < two["total_rss_mb"] <= 2 * two["peak_rss_mb"]
 
 
 def test_bench_params_are_checked_against_the_models():
-    with pytest.raises(PicoError, match=r"bench.generation.model='nope'"):
+    with pytest.raises(PicoError, match=r"bench.generation.model = 'nope' is not an entry of bench.models"):
         parse_params(H.smoke_params(bench={**TINY_BENCH, "generation": {"model": "nope"}}))
-    with pytest.raises(PicoError, match=r"bench.sizes.transformer applied to models.tiny.* n_head"):
-        parse_params(H.smoke_params(bench={**TINY_BENCH, "sizes": {"transformer": {"d_model": 30, "n_head": 4}}}))
-    with pytest.raises(PicoError, match=r"bench.sizes.rnn.* should be 'kgram', 'lstm' or 'transformer'"):
-        parse_params(H.smoke_params(bench={**TINY_BENCH, "sizes": {"rnn": {}}}))
+    bad = {**TINY_BENCH["models"]["tiny"], "d_model": 30, "n_head": 4}
+    with pytest.raises(PicoError, match=r"bench.models.tiny.* n_head"):
+        parse_params(H.smoke_params(bench={**TINY_BENCH, "models": {**TINY_BENCH["models"], "tiny": bad}}))
+    with pytest.raises(PicoError, match=r"bench.models.rnn"):
+        parse_params(H.smoke_params(bench={**TINY_BENCH, "models": {**TINY_BENCH["models"], "rnn": {"family": "rnn"}}}))
 
 
 def _loss_curve(dtype: str, steps: int = 25) -> list[float]:
@@ -199,8 +219,8 @@ def test_multithreaded_encoding_gives_tiktokens_ids(tiny_setup):
 
 
 def test_batches_are_cut_from_the_memmap_opened_once(tiny_setup, monkeypatch):
-    root, tok, _ = tiny_setup
-    stream = TokenStream.open(root / "tokens" / "train.bin", tok.vocab_size)
+    tokens, tok, _ = tiny_setup
+    stream = TokenStream.open(tokens, tok.vocab_size)
     opened = []
     monkeypatch.setattr(np, "memmap", lambda *a, **k: opened.append(a))
     generator = torch.Generator().manual_seed(0)
@@ -208,3 +228,19 @@ def test_batches_are_cut_from_the_memmap_opened_once(tiny_setup, monkeypatch):
         x, y = stream.batch(generator, 4, 16)
     assert opened == [] and x.shape == y.shape == (4, 16) and x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_the_dispatch_twin_is_the_same_graph_at_negligible_width():
+    spec = {"family": "transformer", "preset": "llama3lite", "d_model": 64, "n_head": 4, "n_kv_head": 2, "n_layer": 3,
+            "d_ff": 128}
+    model = build_model(spec, vocab_size=500, block_size=40, pad_id=0)
+    twin = bench_jobs.dispatch_twin(model)
+    same = ("n_layer", "n_head", "n_kv_head", "norm", "mlp", "positions", "max_seq_len", "bias", "tie_weights")
+    assert {k: getattr(twin.config, k) for k in same} == {k: getattr(model.config, k) for k in same}
+    assert (twin.config.d_model, twin.config.d_ff, twin.config.vocab_size) == (8, 8, bench_jobs.DISPATCH_VOCAB)
+    assert twin.num_params() < model.num_params() / 50
+    lstm = build_model(TINY_BENCH["models"]["lstm"], vocab_size=50, block_size=8, pad_id=0)
+    assert bench_jobs.dispatch_twin(lstm) is None
+    out = bench_jobs.generation_speed(lstm, [1, 2], new_tokens=3, repeats=2)  # no twin: no overhead split
+    assert "overhead_ms_per_token" not in out and out["cache_speedup"] > 0
+    assert "per-op overhead" not in bench_report.overhead_sentence(out)

@@ -14,8 +14,8 @@ import torch
 
 from picollm import cli
 from picollm.checkpoint import save_checkpoint
-from picollm.evaluate import load_model
 from picollm.generation import generate
+from picollm.models.loading import load_model
 from picollm.models.registry import build_model
 from picollm.sampling import SamplingConfig
 from picollm.tokenizer import load, save, train_bpe
@@ -76,6 +76,7 @@ def library_sample(project: Path, sampling: SamplingConfig, seed: int, max_new_t
     return PROMPT + tok.decode(list(ids))
 
 
+@pytest.mark.slow
 def test_seeded_samples_are_reproducible_and_match_the_library(project):
     args = ["generate", "--model", "tiny", "--seed", "1", "--num-samples", "3", "--max-new-tokens", "20"]
     first, again = picollm(project, *args), picollm(project, *args)
@@ -90,6 +91,7 @@ def test_seeded_samples_are_reproducible_and_match_the_library(project):
         assert sample == library_sample(project, SamplingConfig(top_p=0.9), seed=1 + index, max_new_tokens=20)
 
 
+@pytest.mark.slow
 def test_greedy_output_equals_the_library_greedy_decode(project):
     result = picollm(
         project, "generate", "--checkpoint", "models/tiny.ckpt", "--tokenizer", "data/tokens",
@@ -100,6 +102,7 @@ def test_greedy_output_equals_the_library_greedy_decode(project):
     assert result.stdout == expected + "\n"
 
 
+@pytest.mark.slow
 def test_an_untrained_model_names_its_file_and_how_to_train_it(project):
     result = picollm(project, "generate", "--model", "big")
     assert result.returncode != 0
@@ -121,12 +124,14 @@ def test_a_model_missing_from_params_is_reported_as_such(project, monkeypatch, t
     assert "defines no such model" not in cli.missing_model_message("small", Path("models/small.ckpt"))
 
 
+@pytest.mark.slow
 def test_top_p_above_one_is_refused_before_loading_anything(project):
     result = picollm(project, "generate", "--model", "tiny", "--top-p", "1.5")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --top-p 1.5 is not allowed; it must lie in (0, 1]"
 
 
+@pytest.mark.slow
 def test_models_lists_the_trained_models(project):
     result = picollm(project, "models")
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from picollm.data.split import Document, assign_split, deduplicate, mix_documents, split_documents
 from picollm.data.text_source import load_text_documents
-from picollm.data.tinystories import hub_is_reachable, load_tinystories, write_local_hub_layout
+from picollm.data.tinystories import load_tinystories, write_local_hub_layout
 from picollm.errors import PicoError
 
 
@@ -203,11 +203,21 @@ def test_tinystories_without_text_column(tmp_path):
         load_tinystories(subset=None, path=str(tmp_path / "ds"), cache_dir=str(tmp_path / "c"))
 
 
-@pytest.mark.skipif(hub_is_reachable(), reason="the Hugging Face Hub answered, so the offline failure cannot be observed")
-def test_tinystories_offline_fails_fast_with_one_sentence_pointing_to_stories(tmp_path):
+def test_tinystories_offline_fails_fast_with_one_sentence_pointing_to_stories(tmp_path, monkeypatch):
+    """Offline by construction, on any machine: the hub probe's session refuses every request."""
     import datasets.config
+    import huggingface_hub.utils
     from huggingface_hub import constants
 
+    probed = []
+
+    class UnreachableHub:
+        def head(self, url, timeout):
+            probed.append(url)
+            raise ConnectionError(f"{url} is unreachable in this test")
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", UnreachableHub)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # so that the probe runs, whatever the environment says
     flags_before = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
     started = time.monotonic()
     with raises_pico() as err:
@@ -218,6 +228,7 @@ def test_tinystories_offline_fails_fast_with_one_sentence_pointing_to_stories(tm
     assert "data.source: stories" in message and "data.source: text" in message and "data.tinystories.path" in message
     assert_one_sentence(message)
     assert elapsed < 10, f"offline failure took {elapsed:.1f}s"
+    assert probed == [constants.ENDPOINT]  # the probe asked once, and its answer made the load go offline
     # Offline mode was only borrowed for that one call.
     assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == flags_before
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from picollm import generation
 from picollm.errors import PicoError
 from picollm.generation import generate, generate_batch
 from picollm.models.registry import build_model
 from picollm.sampling import SamplingConfig
+
+from test_models import TINY_SPECS
 
 VOCAB = 23
 EOT = 0
@@ -54,6 +57,36 @@ def test_cached_generation_equals_recompute_reference(name, prompt):
     assert run(model, prompt, use_cache=True) == reference
     # Sampling consumes the generator identically on both paths.
     assert run(model, prompt, SAMPLED, use_cache=True, seed=3) == run(model, prompt, SAMPLED, use_cache=False, seed=3)
+
+
+@pytest.mark.parametrize("name", TINY_SPECS)
+def test_cached_logits_equal_a_fresh_forward_over_the_window_out_to_three_contexts(name, monkeypatch):
+    """Every family and variant, every step: the logits decoding feeds the sampler equal those of
+    `forward` over the last max_context tokens, computed here from the finished sequence."""
+    torch.manual_seed(0)
+    model = build_model(TINY_SPECS[name], vocab_size=VOCAB, block_size=CONTEXT, pad_id=EOT, key=f"models.{name}")
+    with torch.no_grad():
+        model.head.weight.mul_(20.0)
+    seen: list[torch.Tensor] = []
+
+    def recording(logits, sampling, generator):
+        seen.append(logits.clone())
+        return real_sample(logits, sampling, generator)
+
+    real_sample = generation.sample_next_token
+    monkeypatch.setattr(generation, "sample_next_token", recording)
+    prompt = [5, 6, 7]
+    new = run(model, prompt, SAMPLED, max_new_tokens=3 * CONTEXT, seed=2)
+    assert len(new) == len(seen) == 3 * CONTEXT
+    sequence = torch.tensor([prompt + new])
+    with torch.no_grad():
+        for step, logits in enumerate(seen):
+            end = len(prompt) + step
+            window = sequence[:, max(0, end - CONTEXT) : end]
+            torch.testing.assert_close(logits, model(window)[:, -1], rtol=1e-5, atol=1e-5, msg=f"step {step}")
+    # The steps' logits differ by far more than the tolerance, so a stale state would show.
+    steps = [(a - b).abs().max().item() for a, b in zip(seen, seen[1:])]
+    assert sum(steps) / len(steps) > 0.1
 
 
 def test_generation_stops_at_eot_without_yielding_it():

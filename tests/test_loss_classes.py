@@ -6,17 +6,27 @@ import numpy as np
 import pytest
 import torch
 
-import helpers as H
 from picollm import tokenizer as tokenizer_mod
 from picollm.data.stories import character_names
 from picollm.data.tokens import TokenStream, write_token_cache
 from picollm.errors import PicoError
-from picollm.evaluate import eval_metrics, token_nll
+from picollm.evaluate import eval_metrics
 from picollm.loss_classes import (
-    CLASSES, END, NAME_FIRST, NAME_REPEAT, OTHER, WORD_REPEAT, document_token_classes, loss_by_class,
-    split_token_classes, word_classes,
+    CLASSES,
+    END,
+    NAME_FIRST,
+    NAME_REPEAT,
+    OTHER,
+    WORD_REPEAT,
+    document_token_classes,
+    loss_by_class,
+    split_token_classes,
+    word_classes,
 )
 from picollm.models.registry import build_model
+
+import helpers as H
+from test_metrics_reference import brute_force_nll
 
 STORY = 'Nils met Max at the canyon. "Hello, Max!" said Nils. The canyon was big, and Nils was brave.'
 
@@ -67,24 +77,38 @@ def test_classes_align_with_the_token_cache_and_a_stale_cache_is_refused(tmp_pat
         split_token_classes(texts[:-1], tok, character_names(), len(stream) - 1)
 
 
-def test_the_classes_partition_the_val_loss_and_leave_the_metrics_unchanged(tmp_path):
+def test_each_class_gets_the_reference_loss_of_its_own_predictions_and_the_metrics_stay(tmp_path):
+    """Per document, each token's class and its brute-force NLL (one forward pass per prediction),
+    summed by class by hand: the table must hold those sums, cell by cell."""
     texts = H.synthetic_texts(8)
     tok = H.make_token_dir(tmp_path / "tokens", texts)
     write_token_cache(texts, tok, tmp_path / "val.bin", threads=1)
     stream = TokenStream.open(tmp_path / "val.bin", tok.vocab_size)
     torch.manual_seed(0)
     model = build_model(H.TINY_TRANSFORMER, vocab_size=tok.vocab_size, block_size=32, pad_id=tok.eot_id).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(20.0)  # losses that differ from token to token, so a misplaced one shows
     classes = split_token_classes(texts, tok, character_names(), len(stream) - 1)
     size = {"val": sum(len(t.encode()) for t in texts)}
     plain = eval_metrics(model, {"val": stream}, size, 32, None, 1.0)
     split = eval_metrics(model, {"val": stream}, size, 32, None, 1.0, val_classes=(classes, len(texts)))
     assert {k: v for k, v in split.items() if not k.startswith("val_nats") and k != "val_loss_by_class"} == plain
-    nll = token_nll(model, stream, 32)
-    total, count = float(nll.sum()), len(nll)
-    assert split["val_nats_per_doc"] == round(total / len(texts), 3)
-    by_class = split["val_loss_by_class"]
-    assert sum(c["tokens_per_doc"] for c in by_class.values()) == pytest.approx(count / len(texts), abs=1e-2)
-    assert sum(c["nats_per_doc"] for c in by_class.values()) == pytest.approx(total / len(texts), abs=1e-2)
+
+    reference = brute_force_nll(model, np.asarray(stream.tokens).tolist(), 32)
+    nats, tokens = dict.fromkeys(CLASSES, 0.0), dict.fromkeys(CLASSES, 0)
+    position = 0  # prediction j is of token j+1: the first document's first token is prediction 0
+    for text in texts:
+        for kind in [*document_token_classes(text, tok, character_names()), END]:
+            nats[CLASSES[kind]] += reference[position]
+            tokens[CLASSES[kind]] += 1
+            position += 1
+    assert position == len(reference)
+    documents = len(texts)
+    for name, cell in split["val_loss_by_class"].items():
+        assert cell["tokens_per_doc"] == round(tokens[name] / documents, 3), name
+        assert cell["nats_per_doc"] == pytest.approx(nats[name] / documents, abs=2e-3), name
+    assert split["val_nats_per_doc"] == pytest.approx(reference.sum() / documents, abs=2e-3)
+    assert tokens["end"] == documents and min(tokens.values()) > 0  # every class is exercised
 
 
 def test_an_empty_class_has_no_per_token_loss():

@@ -7,17 +7,17 @@ that a malformed params.yaml ends the stage with exit code 2, one `error:` line 
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
-import re
 
 import pytest
 import yaml
 
-import helpers as H
-from picollm.config import load_params, parse_params
 from picollm.errors import PicoError
+from picollm.params import load_params, parse_params
 
+import helpers as H
 
 DELETE = object()
 
@@ -67,66 +67,81 @@ def test_unknown_keys_are_named(path, value, expected):
     assert expected in rejected(params_with(path, value))
 
 
-@pytest.mark.parametrize(
-    "path, value, expected",
-    [
-        ("seed", "x", "seed = 'x' is not allowed: Input should be a valid integer"),
-        ("train.steps", "many", "train.steps = 'many' is not allowed: Input should be a valid integer"),
-        ("train.steps", 2.5, "train.steps = 2.5 is not allowed: Input should be a valid integer"),
-        ("train.compile", "sometimes", "train.compile = 'sometimes' is not allowed: Input should be a valid boolean"),
-        ("data.text.paths", "corpus", "data.text.paths = 'corpus' is not allowed: Input should be a valid list"),
-        ("data.text", None, "data.text = None is not allowed"),
-        ("models.tiny", "transformer", "models.tiny = 'transformer' is not allowed: Input should be a valid dictionary"),
-        ("models.tiny.d_model", "big", "models.tiny.d_model='big' is not allowed; it must be a positive integer"),
-        ("models.tiny.d_model", 32.0, "models.tiny.d_model=32.0 is not allowed; it must be a positive integer"),
-        ("models.tiny.norm", ["rmsnorm"], "models.tiny.norm=['rmsnorm'] is not allowed; choose one of: layernorm, rmsnorm"),
-        ("models.tiny.tie_weights", "yes", "models.tiny.tie_weights='yes' is not allowed; it must be true or false"),
-    ],
-)
-def test_wrong_types_are_named(path, value, expected):
-    assert expected in rejected(params_with(path, value))
+def assert_names_the_value_and_what_is_allowed(message: str, path: str, value, allowed: tuple[str, ...]) -> None:
+    """The contract, not any library's wording: the dotted key with the offending value, refused,
+    then every allowed type, bound or choice, as a word of its own."""
+    refused = [f"{path} = {value!r} is not allowed", f"{path}={value!r} is not allowed"]
+    assert any(part in message for part in refused), message
+    tail = message.split("is not allowed", 1)[1]
+    for word in allowed:
+        assert re.search(rf"(?<![\w.]){re.escape(word)}(?![\w.])", tail), f"{word!r} is not named in: {message}"
 
 
 @pytest.mark.parametrize(
-    "path, value, expected",
+    "path, value, allowed",
     [
-        ("seed", -1, "seed = -1 is not allowed: Input should be greater than or equal to 0"),
-        ("train.lr", -1, "train.lr = -1 is not allowed: Input should be greater than 0"),
-        ("train.lr", 2, "train.lr = 2 is not allowed: Input should be less than or equal to 1"),
-        ("train.lr", float("nan"), "train.lr = nan is not allowed"),
-        ("train.steps", 0, "train.steps = 0 is not allowed: Input should be greater than or equal to 1"),
-        ("train.block_size", 1, "train.block_size = 1 is not allowed: Input should be greater than or equal to 2"),
-        ("train.beta2", 1.0, "train.beta2 = 1.0 is not allowed: Input should be less than 1"),
-        ("data.val_fraction", 0.7, "data.val_fraction = 0.7 is not allowed: Input should be less than 0.5"),
-        ("data.test_fraction", 0, "data.test_fraction = 0 is not allowed: Input should be greater than 0"),
-        ("data.mix.weight", 1.5, "data.mix.weight = 1.5 is not allowed: Input should be less than or equal to 1"),
-        ("data.stories.count", 3, "data.stories.count = 3 is not allowed: Input should be greater than or equal to 10"),
-        ("tokenizer.vocab_size", 256, "tokenizer.vocab_size = 256 is not allowed: Input should be greater than or equal to 257"),
-        ("tokenizer.vocab_size", 10**6, "tokenizer.vocab_size = 1000000 is not allowed: Input should be less than or equal to 200000"),
-        ("tokenizer.encode_threads", 0, "tokenizer.encode_threads = 0 is not allowed"),
-        ("evaluate.num_samples", 0, "evaluate.num_samples = 0 is not allowed"),
-        ("models.tiny.train.lr", 5, "models.tiny.train.lr = 5 is not allowed: Input should be less than or equal to 1"),
-        ("models.tiny.dropout", 1.5, "models.tiny.dropout=1.5 is not allowed; it must be a number in [0, 1)"),
-        ("models.tiny.rope_base", 0, "models.tiny.rope_base=0 is not allowed; it must be a finite number > 0"),
+        ("seed", "x", ("integer",)),
+        ("train.steps", "many", ("integer",)),
+        ("train.steps", 2.5, ("integer",)),
+        ("train.compile", "sometimes", ("boolean",)),
+        ("data.text.paths", "corpus", ("list",)),
+        ("data.text", None, ()),
+        ("models.tiny", "transformer", ("dictionary",)),
+        ("models.tiny.d_model", "big", ("positive integer",)),
+        ("models.tiny.d_model", 32.0, ("positive integer",)),
+        ("models.tiny.norm", ["rmsnorm"], ("layernorm", "rmsnorm")),
+        ("models.tiny.tie_weights", "yes", ("true", "false")),
     ],
 )
-def test_out_of_range_values_are_named_with_the_allowed_range(path, value, expected):
-    assert expected in rejected(params_with(path, value))
+def test_wrong_types_are_named(path, value, allowed):
+    assert_names_the_value_and_what_is_allowed(rejected(params_with(path, value)), path, value, allowed)
 
 
 @pytest.mark.parametrize(
-    "path, value, expected",
+    "path, value, allowed",
     [
-        ("data.source", "web", "data.source = 'web' is not allowed: Input should be 'stories', 'tinystories' or 'text'"),
-        ("tokenizer.kind", "wordpiece", "tokenizer.kind = 'wordpiece' is not allowed: Input should be 'bpe' or 'gpt2'"),
-        ("train.device", "tpu", "train.device = 'tpu' is not allowed: Input should be 'auto', 'cpu', 'cuda' or 'mps'"),
-        ("models.tiny.family", "rnn", "models.tiny.family='rnn' is not allowed; choose one of: kgram, lstm, transformer"),
-        ("models.tiny.preset", "gpt5", "models.tiny.preset='gpt5' is not allowed; choose one of: mingpt, gpt2, gptoss, llama3lite"),
-        ("models.tiny.variant", "onehot", "models.tiny.variant='onehot' is not a setting of the transformer model"),
+        ("seed", -1, ("0",)),
+        ("train.lr", -1, ("0",)),
+        ("train.lr", 2, ("1",)),
+        ("train.lr", float("nan"), ()),
+        ("train.steps", 0, ("1",)),
+        ("train.block_size", 1, ("2",)),
+        ("train.beta2", 1.0, ("1",)),
+        ("data.val_fraction", 0.7, ("0.5",)),
+        ("data.test_fraction", 0, ("0",)),
+        ("data.mix.weight", 1.5, ("1",)),
+        ("data.stories.count", 3, ("10",)),
+        ("tokenizer.vocab_size", 256, ("257",)),
+        ("tokenizer.vocab_size", 10**6, ("200000",)),
+        ("tokenizer.encode_threads", 0, ("1",)),
+        ("evaluate.num_samples", 0, ("1",)),
+        ("models.tiny.train.lr", 5, ("1",)),
+        ("models.tiny.dropout", 1.5, ("[0, 1)",)),
+        ("models.tiny.rope_base", 0, ("0",)),
     ],
 )
-def test_unknown_choices_list_the_allowed_ones(path, value, expected):
-    assert expected in rejected(params_with(path, value))
+def test_out_of_range_values_are_named_with_the_allowed_range(path, value, allowed):
+    assert_names_the_value_and_what_is_allowed(rejected(params_with(path, value)), path, value, allowed)
+
+
+@pytest.mark.parametrize(
+    "path, value, allowed",
+    [
+        ("data.source", "web", ("'stories'", "'tinystories'", "'text'")),
+        ("tokenizer.kind", "wordpiece", ("'bpe'", "'gpt2'")),
+        ("train.device", "tpu", ("'auto'", "'cpu'", "'cuda'", "'mps'")),
+        ("models.tiny.family", "rnn", ("kgram", "lstm", "transformer")),
+        ("models.tiny.preset", "gpt5", ("mingpt", "gpt2", "gptoss", "llama3lite")),
+    ],
+)
+def test_unknown_choices_list_the_allowed_ones(path, value, allowed):
+    assert_names_the_value_and_what_is_allowed(rejected(params_with(path, value)), path, value, allowed)
+
+
+def test_a_setting_of_another_family_is_named_with_the_allowed_settings():
+    message = rejected(params_with("models.tiny.variant", "onehot"))
+    assert "models.tiny.variant='onehot' is not a setting of the transformer model; allowed: " in message
+    assert "d_model" in message.split("allowed: ", 1)[1]
 
 
 def test_a_model_without_a_family_is_named():
@@ -186,10 +201,10 @@ def test_the_overall_shape_is_checked(raw, expected):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("seed: 1\ndata: [\n", r"is not valid YAML at line 3, column 1: expected the node content"),
-        ("seed: 1\n  models: x\n", r"is not valid YAML at line 2, column 9: mapping values are not allowed here"),
-        ("seed: 1\n\tmodels: {}\n", r"is not valid YAML at line 2, column 1"),
-        ('seed: "unterminated\n', r"is not valid YAML at line \d+, column \d+"),
+        ("seed: 1\ndata: [\n", r"is not valid YAML at line 3, column 1: \S"),
+        ("seed: 1\n  models: x\n", r"is not valid YAML at line 2, column 9: \S"),
+        ("seed: 1\n\tmodels: {}\n", r"is not valid YAML at line 2, column 1: \S"),
+        ('seed: "unterminated\n', r"is not valid YAML at line \d+, column \d+: \S"),
     ],
 )
 def test_malformed_yaml_names_the_line_and_column(tmp_path, text, expected):
@@ -222,8 +237,7 @@ def test_a_malformed_params_file_stops_the_real_stage_with_one_error_line_and_no
     result = H.run_stage(root, "prepare")
     assert result.returncode == 2
     [line] = H.error_lines(result.stderr)
-    assert re.fullmatch(r"error: (\S*/)?params\.yaml is not valid YAML at line 3, column 1: "
-                        r"expected the node content, but found '<stream end>'", line), line
+    assert re.fullmatch(r"error: (\S*/)?params\.yaml is not valid YAML at line 3, column 1: \S.*", line), line
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (root / "data" / "prepared").exists() and not (root / "metrics").exists()
 
@@ -233,10 +247,21 @@ def test_validating_params_and_the_torch_free_stages_never_import_torch():
     # reached from the schema (a model config, a sampling setting) would tax each of the ~20 stages.
     probe = (
         "import sys\n"
-        "from picollm.config import load_params\n"
+        "from picollm.params import load_params\n"
         "import stages.prepare, stages.tokenize, stages.compare, stages.aggregate, stages.report\n"
         f"load_params({str(H.PROJECT_ROOT / 'params.yaml')!r})\n"
         "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('torch.')))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=H.PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_an_out_of_range_value_stops_the_real_stage_with_exit_code_2_and_one_line_naming_it(tmp_path):
+    root = H.workspace(tmp_path, params_with("train.lr", 2))
+    result = H.run_stage(root, "prepare")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    [line] = H.error_lines(result.stderr)
+    assert re.match(r"error: (\S*/)?params\.yaml: ", line), line
+    assert_one_sentence(line)
+    assert_names_the_value_and_what_is_allowed(line, "train.lr", 2, ("1",))
+    assert not (root / "data" / "prepared").exists() and not (root / "metrics").exists()

@@ -12,7 +12,6 @@ import yaml
 
 from picollm import plots, report
 from picollm.profiles import PROJECT_ROOT, run
-from test_sweeps import restore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.I)
@@ -28,23 +27,16 @@ def read_csv(path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ the real pipeline
-@pytest.fixture
-def committed_repo(smoke_repo):
-    """The smoke repo exactly as committed, whatever an earlier test changed and left staged."""
-    restore(smoke_repo)
-    return smoke_repo
-
-
-def test_plots_stage_writes_every_png_and_the_csvs_behind_dvc_plots(committed_repo):
+def test_plots_stage_writes_every_png_and_the_csvs_behind_dvc_plots(smoke_repo):
     for name in plots.PNG_NAMES:
-        assert (committed_repo / "plots" / name).read_bytes()[:8] == PNG_MAGIC, name
-    curves = read_csv(committed_repo / "plots/data/loss_curves.csv")
-    assert {r["model"] for r in curves} == set(models_of(committed_repo))
+        assert (smoke_repo / "plots" / name).read_bytes()[:8] == PNG_MAGIC, name
+    curves = read_csv(smoke_repo / "plots/data/loss_curves.csv")
+    assert {r["model"] for r in curves} == set(models_of(smoke_repo))
     assert {r["split"] for r in curves} == {"train", "val"}
     for name, x in (("corpus_size", "docs"), ("training_budget", "steps"), ("overfitting", "step")):
-        rows = read_csv(committed_repo / f"plots/data/{name}.csv")
+        rows = read_csv(smoke_repo / f"plots/data/{name}.csv")
         assert rows and {"model", "split", x, "loss"} == set(rows[0]), name
-    ranked = read_csv(committed_repo / "plots/data/hparam_grid.csv")
+    ranked = read_csv(smoke_repo / "plots/data/hparam_grid.csv")
     assert [float(r["val_loss"]) for r in ranked] == sorted(float(r["val_loss"]) for r in ranked)
 
 
@@ -52,17 +44,20 @@ def test_report_is_self_contained_and_holds_every_plot_finding_and_model(smoke_r
     page = (smoke_repo / "reports/index.html").read_text(encoding="utf-8")
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
     images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,([^"]+)"', page)
-    pngs = sorted((smoke_repo / "plots").glob("*.png"))
+    pngs = sorted((smoke_repo / "plots").rglob("*.png"))  # plots/interpret/<model>/ too
     assert len(images) == len(pngs) >= len(plots.PNG_NAMES)
     assert {base64.b64decode(i) for i in images} == {p.read_bytes() for p in pngs}
     for model in models_of(smoke_repo):
         assert f"<td>{model}</td>" in page and f"<h3>{model} " in page
     assert "as the corpus grows" in page and "The best configuration is" in page
     assert "Greedy continuations copy runs of" in page
-    # Regenerating from the same files gives the same bytes (no timings, no dates).
-    before = (smoke_repo / "reports/index.html").read_bytes()
-    run(["python", "-m", "stages.report"], smoke_repo)
-    assert (smoke_repo / "reports/index.html").read_bytes() == before
+
+
+def test_the_report_regenerates_to_the_same_bytes(smoke_clone):
+    """No timings, no dates: the same inputs give the same page."""
+    before = (smoke_clone / "reports/index.html").read_bytes()
+    run(["python", "-m", "stages.report"], smoke_clone)
+    assert (smoke_clone / "reports/index.html").read_bytes() == before
 
 
 def test_dvc_plots_show_and_diff_render_offline(smoke_repo, tmp_path):
@@ -83,9 +78,10 @@ def test_dvc_plots_show_and_diff_render_offline(smoke_repo, tmp_path):
 
 
 # ------------------------------------------------------------------------------ the pieces
+@pytest.mark.slow  # vl-convert bundles Vega afresh: about 5 s
 def test_the_committed_offline_template_is_the_generated_one():
     committed = (PROJECT_ROOT / ".dvc/plots/offline.html").read_text(encoding="utf-8")
-    assert committed == plots.offline_html_template(), "rerun `python -m picollm.plots html-template`"
+    assert committed == plots.offline_html_template(), "rerun `picollm plots-template`"
     assert "{plot_divs}" in committed and "{scripts}" not in committed
     assert not EXTERNAL_SCRIPT.search(committed)
 

@@ -1,9 +1,8 @@
 """Reliability: determinism, crash-safe resume, divergence, checkpoint integrity, full disks,
 and the tokenizer round trip.
 
-Everything trains real (tiny) models on real token caches. The crash tests kill a real
-`python -m stages.train` process with SIGKILL and SIGTERM part-way and check that the resumed
-run's outputs are byte-identical to an uninterrupted run's.
+Everything trains real (tiny) models on real token caches (the `token_cache` and `reference` fixtures
+of conftest.py). Kills of real training processes are in test_process_kills.py.
 """
 
 from __future__ import annotations
@@ -15,10 +14,8 @@ import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import subprocess
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,17 +24,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import helpers as H
 from picollm import tokenizer as tokenizer_mod
 from picollm import train as train_mod
 from picollm.checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream, write_token_cache
 from picollm.errors import PicoError
-from picollm.evaluate import eval_metrics, load_model
+from picollm.evaluate import eval_metrics
 from picollm.io import write_text
+from picollm.models.loading import load_model
 from picollm.models.registry import model_config
 from picollm.train import train_model
+
+import helpers as H
 
 PICOLLM_DIR = H.PROJECT_ROOT / "picollm"
 
@@ -45,20 +44,6 @@ PICOLLM_DIR = H.PROJECT_ROOT / "picollm"
 class SimulatedCrash(Exception):
     """Raised right after a chosen checkpoint is written: the process 'dies' there."""
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    token_dir = tmp_path_factory.mktemp("tokens")
-    return H.make_token_dir(token_dir), token_dir
-
-
-@pytest.fixture(scope="module")
-def reference(cache, tmp_path_factory):
-    """One uninterrupted run of the tiny transformer (dropout 0.1): its job, result and model bytes."""
-    tok, token_dir = cache
-    job = H.make_job(tmp_path_factory.mktemp("reference"), tok, token_dir)
-    result = train_model(job)
-    return job, result, job.model_out.read_bytes()
 
 
 def crash_after_checkpoint(monkeypatch, at_step: int) -> dict:
@@ -86,8 +71,8 @@ def metrics_of(path: Path, tok, token_dir: Path) -> str:
 # ------------------------------------------------------------------------------- determinism
 
 
-def test_same_params_give_byte_identical_model_history_and_metrics(cache, reference, tmp_path):
-    tok, token_dir = cache
+def test_same_params_give_byte_identical_model_history_and_metrics(token_cache, reference, tmp_path):
+    tok, token_dir = token_cache
     ref_job, ref_result, ref_bytes = reference
     job = H.make_job(tmp_path, tok, token_dir)
     result = train_model(job)
@@ -98,8 +83,8 @@ def test_same_params_give_byte_identical_model_history_and_metrics(cache, refere
     assert not (job.checkpoint_dir / "last.ckpt").exists()
 
 
-def test_another_seed_gives_another_model(cache, reference, tmp_path):
-    tok, token_dir = cache
+def test_another_seed_gives_another_model(token_cache, reference, tmp_path):
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir, seed=1, steps=5, log_every=5, eval_every=5)
     train_model(job)
     assert load_checkpoint(job.model_out)["model"]["head.weight"].ne(
@@ -109,8 +94,8 @@ def test_another_seed_gives_another_model(cache, reference, tmp_path):
 # ----------------------------------------------------------------- crash and resume, in process
 
 
-def test_crash_then_resume_is_byte_identical_to_an_uninterrupted_run(cache, reference, tmp_path, monkeypatch):
-    tok, token_dir = cache
+def test_crash_then_resume_is_byte_identical_to_an_uninterrupted_run(token_cache, reference, tmp_path, monkeypatch):
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     crash_after_checkpoint(monkeypatch, at_step=10)
     with pytest.raises(SimulatedCrash):
@@ -124,13 +109,13 @@ def test_crash_then_resume_is_byte_identical_to_an_uninterrupted_run(cache, refe
 
 
 @pytest.mark.parametrize("part", ["model", "optimizer", "step", "data_rng", "torch_rng"])
-def test_every_part_of_the_resume_state_is_restored(cache, reference, tmp_path, monkeypatch, part):
+def test_every_part_of_the_resume_state_is_restored(token_cache, reference, tmp_path, monkeypatch, part):
     """Swap one part of a step-10 checkpoint for a wrong value: the resumed result must change.
 
     Together with the byte-identical resume above this shows that each part is both saved and
     restored (torch_rng matters because the model has dropout 0.1).
     """
-    tok, token_dir = cache
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     saved = crash_after_checkpoint(monkeypatch, at_step=10)
     with pytest.raises(SimulatedCrash):
@@ -154,9 +139,9 @@ def test_every_part_of_the_resume_state_is_restored(cache, reference, tmp_path, 
     assert job.model_out.read_bytes() != reference[2]
 
 
-def test_sigint_checkpoints_at_the_next_step_and_exits_nonzero_then_resumes(cache, reference, tmp_path, monkeypatch):
+def test_sigint_checkpoints_at_the_next_step_and_exits_nonzero_then_resumes(token_cache, reference, tmp_path, monkeypatch):
     """A real SIGINT delivered to this process mid-step, through the loop's own handler."""
-    tok, token_dir = cache
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     real_lr = train_mod.learning_rate
 
@@ -178,8 +163,8 @@ def test_sigint_checkpoints_at_the_next_step_and_exits_nonzero_then_resumes(cach
     assert job.model_out.read_bytes() == reference[2]
 
 
-def test_signal_during_the_last_step_saves_state_and_the_rerun_only_writes_outputs(cache, reference, tmp_path, monkeypatch):
-    tok, token_dir = cache
+def test_signal_during_the_last_step_saves_state_and_the_rerun_only_writes_outputs(token_cache, reference, tmp_path, monkeypatch):
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     real_lr = train_mod.learning_rate
 
@@ -197,8 +182,8 @@ def test_signal_during_the_last_step_saves_state_and_the_rerun_only_writes_outpu
     assert job.model_out.read_bytes() == reference[2]
 
 
-def test_a_damaged_or_foreign_resume_point_is_ignored_and_training_starts_over(cache, reference, tmp_path, capfd):
-    tok, token_dir = cache
+def test_a_damaged_or_foreign_resume_point_is_ignored_and_training_starts_over(token_cache, reference, tmp_path, capfd):
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     job.checkpoint_dir.mkdir(parents=True)
     (job.checkpoint_dir / "last.ckpt").write_bytes(reference[2][:1000])  # truncated
@@ -210,8 +195,8 @@ def test_a_damaged_or_foreign_resume_point_is_ignored_and_training_starts_over(c
     assert not stale_tmp.exists()
 
 
-def test_a_resume_point_of_other_params_is_not_used(cache, tmp_path, monkeypatch):
-    tok, token_dir = cache
+def test_a_resume_point_of_other_params_is_not_used(token_cache, tmp_path, monkeypatch):
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     crash_after_checkpoint(monkeypatch, at_step=5)
     with pytest.raises(SimulatedCrash):
@@ -221,87 +206,16 @@ def test_a_resume_point_of_other_params_is_not_used(cache, tmp_path, monkeypatch
     assert train_model(other).resumed_from == 0
 
 
-# ------------------------------------------------------- crash and resume, real processes
-
-
-@pytest.fixture(scope="module")
-def stage_workspace(tmp_path_factory):
-    """prepare + tokenize done (in process) for a 120-step tiny transformer run."""
-    params = H.smoke_params(train={**H.TINY_TRAIN, "steps": 120, "log_every": 10, "eval_every": 50})
-    root = H.workspace(tmp_path_factory.mktemp("stage"), params)
-    for stage in ("prepare", "tokenize"):
-        assert H.call_stage(root, stage)[0] == 0
-    return root
-
-
-def wait_for(predicate, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert process.poll() is None, f"training ended before the signal could be sent: {process.communicate()}"
-        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
-        time.sleep(0.005)
-
-
-def checkpoint_identity(path: Path):
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns
-
-
-def test_sigkill_then_sigterm_then_resume_matches_an_uninterrupted_run(stage_workspace, tmp_path):
-    """Kill `python -m stages.train tiny` with SIGKILL, then SIGTERM, then let it finish.
-
-    Compared with an uninterrupted run of the same stage: the model checkpoint (weights, loss
-    history) and the DVCLive metrics and plots are byte-identical.
-    """
-    uninterrupted = tmp_path / "uninterrupted"
-    shutil.copytree(stage_workspace, uninterrupted)
-    assert H.call_stage(uninterrupted, "train", "tiny")[0] == 0
-
-    root = stage_workspace
-    last = root / "checkpoints" / "tiny" / "last.ckpt"
-
-    # 1. SIGKILL as soon as the first resume point exists: no chance to clean up.
-    first = H.start_stage(root, "train", "tiny")
-    wait_for(last.is_file, first)
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=60)
-    assert first.returncode == -signal.SIGKILL
-    killed_at = load_checkpoint(last)["step"]
-    assert 5 <= killed_at < 120 and not (root / "models" / "tiny.ckpt").exists()
-
-    # 2. Resume, then SIGTERM once it has written a newer checkpoint: it saves and exits 143.
-    before = checkpoint_identity(last)
-    second = H.start_stage(root, "train", "tiny")
-    wait_for(lambda: checkpoint_identity(last) not in (before, None), second)
-    second.send_signal(signal.SIGTERM)
-    _, err = second.communicate(timeout=60)
-    assert second.returncode == 128 + signal.SIGTERM, err
-    assert f"resuming tiny from step {killed_at}" in err
-    termed_at = load_checkpoint(last)["step"]
-    assert f"stopped by signal {int(signal.SIGTERM)} after step {termed_at}" in err
-    assert killed_at < termed_at < 120 and not (root / "models" / "tiny.ckpt").exists()
-
-    # 3. Finish: resumes from the SIGTERM checkpoint; outputs equal the uninterrupted run's.
-    final = H.run_stage(root, "train", "tiny")
-    assert final.returncode == 0, final.stderr
-    assert json.loads((root / "metrics/timings/train/tiny.json").read_text())["resumed_from_step"] == termed_at
-    assert not last.exists() and not list(last.parent.glob(".*.tmp"))
-    assert H.tree_snapshot(root, "models", "metrics/train") == H.tree_snapshot(uninterrupted, "models", "metrics/train")
-
-
 # ------------------------------------------------------------------------------- divergence
 
 
-def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(cache, tmp_path):
+def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(token_cache, tmp_path):
     """lr = 1e30 without clipping blows the weights up after one update.
 
     The params schema caps train.lr at 1, so the value is set with model_construct: this is the
     training loop's own guard, which must hold whatever produced the divergence.
     """
-    tok, token_dir = cache
+    tok, token_dir = token_cache
     job = H.make_job(tmp_path, tok, token_dir)
     job.train = TrainParams.model_construct(**{**job.train.model_dump(), "lr": 1e30, "grad_clip": 0.0,
                                                "warmup_steps": 0, "checkpoint_every": 1})
@@ -353,13 +267,13 @@ def corrupt_cases(good: bytes) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("case", CORRUPTIONS)
-def test_a_damaged_or_foreign_file_is_reported_and_never_loaded(checkpoint, cache, case):
+def test_a_damaged_or_foreign_file_is_reported_and_never_loaded(checkpoint, token_cache, case):
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(corrupt_cases(good)[case])
     with pytest.raises(PicoError, match=r"(truncated or corrupted|not a pico-llm checkpoint).*will not be loaded"):
         load_checkpoint(checkpoint)
     with pytest.raises(PicoError):
-        load_model(checkpoint, cache[0])
+        load_model(checkpoint, token_cache[0])
 
 
 def sign(body: bytes) -> bytes:
@@ -416,12 +330,12 @@ def test_a_checkpoint_of_another_model_is_refused(checkpoint, label, spec, vocab
     assert load_checkpoint(checkpoint, expect=expected_for(H.TINY_TRANSFORMER, 300))["step"] == 20
 
 
-def test_a_checkpoint_of_another_tokenizer_is_refused(checkpoint, cache):
+def test_a_checkpoint_of_another_tokenizer_is_refused(checkpoint, token_cache):
     other = tokenizer_mod.train_bpe(H.synthetic_texts(200, seed=99), 300)
-    assert other.identity != cache[0].identity
+    assert other.identity != token_cache[0].identity
     with pytest.raises(PicoError, match="was trained with another tokenizer"):
         load_model(checkpoint, other)
-    assert load_model(checkpoint, cache[0]).num_params() > 0
+    assert load_model(checkpoint, token_cache[0]).num_params() > 0
 
 
 def test_weights_that_do_not_fit_the_recorded_config_are_refused(checkpoint):
@@ -528,8 +442,8 @@ def test_a_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(small_dis
     assert not list(directory.glob(".*.tmp"))
 
 
-def test_a_full_disk_while_writing_a_token_cache_keeps_the_previous_one(small_disk, cache, tmp_path):
-    tok, token_dir = cache
+def test_a_full_disk_while_writing_a_token_cache_keeps_the_previous_one(small_disk, token_cache, tmp_path):
+    tok, token_dir = token_cache
     directory = small_disk or tmp_path
     tokenizer_mod.save(tok, directory)
     target = directory / "train.bin"
@@ -573,8 +487,8 @@ def gpt2():
 
 @round_trip_settings
 @given(text=st.text(max_size=200))
-def test_bpe_round_trips_any_unicode_text(cache, text):
-    tok = cache[0]
+def test_bpe_round_trips_any_unicode_text(token_cache, text):
+    tok = token_cache[0]
     assert tok.decode(tok.encode(text)) == text
 
 
@@ -586,7 +500,7 @@ def test_gpt2_round_trips_any_unicode_text(gpt2, text):
 
 @round_trip_settings
 @given(text=st.text(max_size=50).map(lambda s: s + "<|endoftext|>" + s))
-def test_the_end_of_text_marker_in_user_text_is_ordinary_text(cache, gpt2, text):
-    for tok in (cache[0], gpt2):
+def test_the_end_of_text_marker_in_user_text_is_ordinary_text(token_cache, gpt2, text):
+    for tok in (token_cache[0], gpt2):
         ids = tok.encode(text)
         assert tok.eot_id not in ids and tok.decode(ids) == text

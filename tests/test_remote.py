@@ -7,13 +7,13 @@ import re
 from picollm.profiles import run
 
 
-def test_push_then_pull_in_a_fresh_clone_restores_everything(smoke_repo, tmp_path):
+def test_push_then_pull_in_a_fresh_clone_restores_everything(smoke_clone, tmp_path):
     remote = tmp_path / "remote"
-    run(["dvc", "remote", "add", "--local", "shared", str(remote)], smoke_repo)
-    run(["dvc", "push", "-r", "shared"], smoke_repo)
+    run(["dvc", "remote", "add", "--local", "shared", str(remote)], smoke_clone)
+    run(["dvc", "push", "-r", "shared"], smoke_clone)
 
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(smoke_repo), str(clone)], tmp_path)
+    clone = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(smoke_clone), str(clone)], tmp_path)
     run(["dvc", "remote", "add", "--local", "shared", str(remote)], clone)
     run(["dvc", "pull", "-r", "shared"], clone)
 

@@ -21,6 +21,8 @@ from picollm.data.stories import (
     story_logprob,
 )
 
+from grammar_enumeration import ScriptedRng, every_choice_sequence, every_story, small_domains, tiny_grammar
+
 N_STORIES = 2500
 
 
@@ -168,59 +170,12 @@ def test_character_names_are_the_lexicons_children_and_grown_ups():
     assert stories.character_names() == expected
     assert len(expected) == LEXICON_STATS["names"] + len(lex.ADULTS)
 
-class _ScriptedRng:
-    """Stands in for random.Random: replays a script of choice indices, then picks 0s,
-    and records how many options each choice had."""
-
-    def __init__(self, script: list[int]):
-        self.script, self.branching = script, []
-
-    def _next(self, n_options: int) -> int:
-        position = len(self.branching)
-        self.branching.append(n_options)
-        return self.script[position] if position < len(self.script) else 0
-
-    def randrange(self, n_options: int) -> int:
-        return self._next(n_options)
-
-    def choices(self, population, weights):
-        return [population[self._next(len(population))]]
-
-
-def _every_story(grammar: stories.Grammar) -> list[Story]:
-    """Every story the grammar can produce, one per choice sequence (odometer order)."""
-    found, script = [], []
-    while True:
-        rng = _ScriptedRng(script)
-        found.append(grammar.sample(rng))
-        digits = script + [0] * (len(rng.branching) - len(script))
-        while digits and digits[-1] + 1 >= rng.branching[len(digits) - 1]:
-            digits.pop()
-        if not digits:
-            return found
-        digits[-1] += 1
-        script = digits
-
-
-def _small_domains() -> dict[str, tuple[stories.Word, ...]]:
-    """The real word lists cut to the fewest words each slot group needs (3 names: one per pronoun)."""
-    specs = [stories._slot_spec(name) for name in stories._GRAMMAR.slots]
-    group_size = Counter(group for _, group in specs if group)
-    needed: dict[str, int] = {}
-    for domain, group in specs:
-        needed[domain] = max(needed.get(domain, 1), group_size[group] if group else 1)
-    domains = stories._build_domains()
-    small = {key: words[: needed.get(key, 1)] for key, words in domains.items()}
-    small["names"] = tuple(next(w for w in domains["names"] if w.forms["he"] == p) for p in ("she", "he", "they"))
-    return small
-
-
 def test_all_plots_enumerated_exhaustively_sum_to_one_and_decode_uniquely():
     """With every word list cut to a few words, all choice sequences of all 17 plots can be
     enumerated: their probabilities sum to 1, their texts are all different, and each text
     parses back to exactly its own log-probability."""
-    grammar = stories._build_grammar(_small_domains())
-    every = _every_story(grammar)
+    grammar = stories._build_grammar(small_domains())
+    every = every_story(grammar)
     assert 1000 < len(every) < 200_000
     assert math.fsum(math.exp(s.logprob) for s in every) == pytest.approx(1.0, abs=1e-9)
     assert len({s.text for s in every}) == len(every)
@@ -229,23 +184,9 @@ def test_all_plots_enumerated_exhaustively_sum_to_one_and_decode_uniquely():
         assert derivation.logprob == story.logprob
 
 
-def _tiny_grammar(plots: dict) -> stories.Grammar:
-    word = lambda text, **forms: stories.Word({"": text, **forms})  # noqa: E731
-    domains = {
-        "kids": (word("Ann", He="She"), word("Bo", He="He"), word("Cy", He="She")),
-        "toys": (word("ball"), word("kite")),
-    }
-    slots = {"hero": ("kids", "kid"), "friend": ("kids", "kid"), "toy": ("toys", None)}
-    return stories.Grammar(plots, domains, slots)
-
-
 def test_tiny_grammar_probabilities_are_exact_and_match_sampling():
-    grammar = _tiny_grammar({
-        "one": ("{hero} has a {toy}.", lex.Maybe("{friend} waves.", p=0.25),
-                lex.OneOf("{hero} naps.", "{friend} naps.")),
-        "two": ("{friend} hops.", lex.Maybe("{hero} sees a {toy}.", p=0.8)),
-    })
-    every = {s.text: s.logprob for s in _every_story(grammar)}
+    grammar = tiny_grammar()
+    every = {s.text: s.logprob for s in every_story(grammar)}
     # plot one: hero 3 x toy 2 x (waves: friend 2 x 2 nappers | no wave: hero naps or friend 2)
     # plot two: friend 3 x (sees: hero 2 x toy 2 | not)
     assert len(every) == 3 * 2 * (2 * 2 + 1 + 2) + 3 * (2 * 2 + 1)
@@ -262,19 +203,46 @@ def test_tiny_grammar_probabilities_are_exact_and_match_sampling():
 
 def test_ambiguous_text_gets_the_sum_of_its_derivations(monkeypatch):
     # "She naps." can come from two heroes: P = 2/3. The real grammar never allows this.
-    monkeypatch.setattr(stories, "_GRAMMAR", _tiny_grammar({"p": ("{hero:He} naps.",)}))
+    monkeypatch.setattr(stories, "_GRAMMAR", tiny_grammar({"p": ("{hero:He} naps.",)}))
     assert len(parse_story("She naps.")) == 2
     assert story_logprob("She naps.") == pytest.approx(math.log(2 / 3), abs=1e-12)
     assert story_logprob("He naps.") == pytest.approx(math.log(1 / 3), abs=1e-12)
 
 
-def test_entropy_of_the_corpus_is_plausible(corpus):
-    nats = [-s.logprob for s in corpus]
-    mean = sum(nats) / len(nats)
-    assert 20 < mean < 120, mean
-    bits_per_byte = sum(nats) / math.log(2) / sum(len(s.text.encode()) for s in corpus)
-    assert 0.03 < bits_per_byte < 0.5, bits_per_byte
-    # each story is one draw out of roughly e^mean equally likely ones: no repeats expected
+@pytest.fixture(scope="module")
+def exact_entropy() -> dict[str, float]:
+    """The real generator's exact entropy per story (nats) and the names' share, with their variances.
+
+    A story's log P depends only on its structural choices (plot, optional steps, alternatives):
+    a slot's draw costs log(number of words it may take), whichever word it takes. The cut-down
+    grammar makes the same structural choices with the same probabilities, so replaying each of
+    its choice sequences on the real grammar lists every structural path once, weighted by the
+    cut-down story's probability: E[-log P] over the real generator, exactly."""
+    small = stories._build_grammar(small_domains())
+    moments = {"mean": 0.0, "square": 0.0, "names": 0.0, "names_square": 0.0}
+    for script, story in every_choice_sequence(small):
+        real = stories._GRAMMAR.sample(ScriptedRng(script))
+        weight = math.exp(story.logprob)
+        moments["mean"] += weight * -real.logprob
+        moments["square"] += weight * real.logprob**2
+        moments["names"] += weight * -real.name_logprob
+        moments["names_square"] += weight * real.name_logprob**2
+    return {
+        "entropy": moments["mean"], "entropy_variance": moments["square"] - moments["mean"] ** 2,
+        "names": moments["names"], "names_variance": moments["names_square"] - moments["names"] ** 2,
+    }
+
+
+def test_the_corpus_entropy_is_the_generators_exact_entropy_within_its_error_bars(corpus, exact_entropy):
+    """The floor is the corpus's mean -log P: it must agree with the exact entropy to within 4
+    standard errors (about 0.6 nats of 36 for 2500 stories), and so must the names' share."""
+    for key, part in (("entropy", "logprob"), ("names", "name_logprob")):
+        nats = [-getattr(story, part) for story in corpus]
+        standard_error = math.sqrt(exact_entropy[f"{key}_variance"] / len(nats))
+        assert abs(sum(nats) / len(nats) - exact_entropy[key]) < 4 * standard_error, (key, exact_entropy)
+        assert 4 * standard_error < 0.05 * exact_entropy[key]  # bars tight enough to matter
+    assert 0 < exact_entropy["names"] < exact_entropy["entropy"]
+    # each story is one draw out of roughly e^entropy equally likely ones: no repeats expected
     assert len({s.text for s in corpus}) == len(corpus)
 
 

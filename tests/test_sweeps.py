@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import read_json
-from helpers import make_job, make_token_dir, synthetic_texts
-from picollm import sweeps
-from picollm.config import parse_params
 from picollm.data.tokens import TokenStream
 from picollm.errors import PicoError
+from picollm.params import parse_params
 from picollm.profiles import PROJECT_ROOT, run
+from picollm.studies import plan as study_plan
+from picollm.studies import run as study_run
 from picollm.train import TrainJob, train_model
+
+from conftest import read_json
+from helpers import make_job, make_token_dir, synthetic_texts
 
 TIMING_KEYS = {"train_seconds", "tokens_per_second", "elapsed_seconds"}
 ROW_KEYS = {"point", "model", "steps", "train_docs", "train_tokens", "params", "train_loss", "val_loss", "test_loss", "val_bpb"}
@@ -35,24 +37,13 @@ def ran_stages(out: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", out))
 
 
-def restore(repo) -> None:
-    """Back to the committed state: params, dvc.lock, metrics, plots, and the cached outs.
-
-    From HEAD, not from the index: with `core.autostage` DVC stages dvc.lock after every repro,
-    so `git checkout -- .` would keep a changed lock next to the committed params.
-    """
-    run(["git", "reset", "-q", "--hard", "HEAD"], repo)
-    run(["git", "clean", "-fdq", "--", "metrics", "plots", "reports"], repo)
-    run(["dvc", "checkout", "--force"], repo)
-
-
 # ------------------------------------------------------------------------------ the real pipeline
 def test_every_sweep_has_a_tidy_table_and_separate_timings(smoke_repo):
     params = parse_params(smoke_params(smoke_repo))
-    for sweep in sweeps.SWEEPS:
+    for sweep in study_plan.STUDIES:
         table = read_json(smoke_repo / f"metrics/sweeps/{sweep}.json")
         timings = read_json(smoke_repo / f"metrics/timings/sweeps/{sweep}.json")
-        points = sweeps.points(params, sweep)
+        points = study_plan.points(params, sweep)
         assert len(table["rows"]) == len(points) == len(timings["rows"]) >= 1
         for row, point, timing in zip(table["rows"], points, timings["rows"]):
             assert ROW_KEYS <= set(row) and not TIMING_KEYS & set(row), row
@@ -91,69 +82,47 @@ def test_overfitting_logs_train_and_test_curves_and_memorisation_samples(smoke_r
     assert summary["train_loss"] == row["train_loss"] and summary["gap"] == pytest.approx(row["test_loss"] - row["train_loss"])
 
 
-def test_a_point_reruns_to_the_same_bytes(smoke_repo):
-    restore(smoke_repo)
-    model = smoke_params(smoke_repo)["sweeps"]["training_budget"]["models"][0]
+def test_a_point_reruns_to_the_same_bytes(smoke_clone):
+    model = smoke_params(smoke_clone)["sweeps"]["training_budget"]["models"][0]
     point = f"metrics/sweeps/points/training_budget/{model}-1.json"
-    before = (smoke_repo / point).read_bytes()
-    try:
-        out = run(["dvc", "repro", "-f", "-s", f"sweep_training_budget@{model}-1"], smoke_repo).stdout
-        assert ran_stages(out) == {f"sweep_training_budget@{model}-1"}, out
-        assert (smoke_repo / point).read_bytes() == before
-    finally:
-        restore(smoke_repo)
+    before = (smoke_clone / point).read_bytes()
+    out = run(["dvc", "repro", "-f", "-s", f"sweep_training_budget@{model}-1"], smoke_clone).stdout
+    assert ran_stages(out) == {f"sweep_training_budget@{model}-1"}, out
+    assert (smoke_clone / point).read_bytes() == before
 
 
-def test_changing_one_point_runs_only_that_point_as_a_dvc_experiment(smoke_repo):
+def test_changing_one_point_runs_only_that_point_as_a_dvc_experiment(smoke_clone):
     """`dvc exp run -S` a new corpus size: one new point stage runs, the other point stays cached."""
-    restore(smoke_repo)
-    section = smoke_params(smoke_repo)["sweeps"]["corpus_size"]
+    section = smoke_params(smoke_clone)["sweeps"]["corpus_size"]
     docs = section["docs"]
     assert len(docs) >= 2
     new = [*docs[:-1], docs[-1] + 7]
-    try:
-        out = run(["dvc", "exp", "run", "-n", "bigger-corpus", "-S", f"sweeps.corpus_size.docs={json.dumps(new)}"], smoke_repo).stdout
-        ran = ran_stages(out)
-        point_stages = {s for s in ran if s.startswith("sweep_")}
-        assert point_stages == {f"sweep_corpus_size@{m}-{new[-1]}" for m in section["models"]}, out
-        assert {"aggregate@corpus_size", "plots", "report"} <= ran, out
-        assert not any(s.startswith("aggregate@") and s != "aggregate@corpus_size" for s in ran), out
-        assert not {"prepare", "tokenize", "compare"} & ran, out
-        table = read_json(smoke_repo / "metrics/sweeps/corpus_size.json")
-        assert [r["docs"] for r in table["rows"]] == new
-        shown = json.loads(run(["dvc", "exp", "show", "--json"], smoke_repo).stdout)
-        names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
-        assert "bigger-corpus" in names, shown
-        assert str(new[-1]) in run(["dvc", "exp", "show", "--only-changed", "--md"], smoke_repo).stdout
-    finally:
-        restore(smoke_repo)
-
-
-def test_a_sweep_wide_key_reruns_that_sweeps_points_only(smoke_repo):
-    restore(smoke_repo)
-    params = smoke_params(smoke_repo)
-    params["sweeps"]["corpus_size"]["train"]["steps"] += 1
-    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
-        status = json.loads(run(["dvc", "status", "--json"], smoke_repo).stdout)
-        changed = {name for name in status if name.startswith("sweep_")}
-        section = params["sweeps"]["corpus_size"]
-        assert changed == {f"sweep_corpus_size@{m}-{d}" for m in section["models"] for d in section["docs"]}, status
-    finally:
-        restore(smoke_repo)
+    out = run(["dvc", "exp", "run", "-n", "bigger-corpus", "-S", f"sweeps.corpus_size.docs={json.dumps(new)}"], smoke_clone).stdout
+    ran = ran_stages(out)
+    point_stages = {s for s in ran if s.startswith("sweep_")}
+    assert point_stages == {f"sweep_corpus_size@{m}-{new[-1]}" for m in section["models"]}, out
+    assert {"aggregate@corpus_size", "plots", "report"} <= ran, out
+    assert not any(s.startswith("aggregate@") and s != "aggregate@corpus_size" for s in ran), out
+    assert not {"prepare", "tokenize", "compare"} & ran, out
+    table = read_json(smoke_clone / "metrics/sweeps/corpus_size.json")
+    assert [r["docs"] for r in table["rows"]] == new
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], smoke_clone).stdout)
+    names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
+    assert "bigger-corpus" in names, shown
+    assert str(new[-1]) in run(["dvc", "exp", "show", "--only-changed", "--md"], smoke_clone).stdout
 
 
 # ------------------------------------------------------------------------------ the pieces
 def test_first_documents_cuts_after_the_nth_document(tmp_path):
     tok = make_token_dir(tmp_path, synthetic_texts(60))
     stream = TokenStream.open(tmp_path / "train.bin", tok.vocab_size)
-    first3 = sweeps.first_documents(stream, tok.eot_id, 3, "test")
+    first3 = study_run.first_documents(stream, tok.eot_id, 3, "test")
     ids = np.asarray(first3.tokens)
     assert ids[0] == ids[-1] == tok.eot_id and int((ids == tok.eot_id).sum()) == 4
     texts = synthetic_texts(60)[:3]
-    assert sweeps.stream_bytes(first3, tok) == sum(len(t.encode()) for t in texts)
+    assert study_run.stream_bytes(first3, tok) == sum(len(t.encode()) for t in texts)
     with pytest.raises(PicoError, match="holds only"):
-        sweeps.first_documents(stream, tok.eot_id, 10_000, "test")
+        study_run.first_documents(stream, tok.eot_id, 10_000, "test")
 
 
 def test_train_token_limit_draws_batches_from_the_prefix_only(tmp_path, monkeypatch):
@@ -176,27 +145,27 @@ def test_train_token_limit_draws_batches_from_the_prefix_only(tmp_path, monkeypa
 
 def test_longest_overlap_and_prompt_split():
     corpus = ["Tom had a red ball.  He played in the park.", "Mia saw a cat."]
-    assert sweeps.longest_overlap("He played in the park. Then".split(), corpus) == 5
-    assert sweeps.longest_overlap("nothing here".split(), corpus) == 0
-    assert sweeps.longest_overlap([], corpus) == 0
-    prompt, rest = sweeps.split_prompt("Once  upon a\ntime, there", 3)
+    assert study_run.longest_overlap("He played in the park. Then".split(), corpus) == 5
+    assert study_run.longest_overlap("nothing here".split(), corpus) == 0
+    assert study_run.longest_overlap([], corpus) == 0
+    prompt, rest = study_run.split_prompt("Once  upon a\ntime, there", 3)
     assert (prompt, rest) == ("Once  upon a", "\ntime, there")
-    assert sweeps.matching_prefix("a b c".split(), "a b d".split()) == 2
+    assert study_run.matching_prefix("a b c".split(), "a b d".split()) == 2
 
 
 def test_points_follow_the_matrix_order_and_the_command_line_is_checked():
     params = parse_params(smoke_params())
-    grid = sweeps.points(params, "hparam_grid")
-    assert list(grid[0]) == [name for name, _, _ in sweeps.AXES["hparam_grid"]]
+    grid = study_plan.points(params, "hparam_grid")
+    assert list(grid[0]) == [name for name, _, _ in study_plan.AXES["hparam_grid"]]
     section = params.sweeps.corpus_size
-    point = sweeps.parse_point(params, "corpus_size", [f"model={section.models[0]}", f"docs={section.docs[0]}"])
+    point = study_plan.parse_point(params, "corpus_size", [f"model={section.models[0]}", f"docs={section.docs[0]}"])
     assert point == {"model": section.models[0], "docs": section.docs[0]}
     with pytest.raises(PicoError, match="not in params.yaml"):
-        sweeps.parse_point(params, "corpus_size", [f"model={section.models[0]}", "docs=999999"])
+        study_plan.parse_point(params, "corpus_size", [f"model={section.models[0]}", "docs=999999"])
     with pytest.raises(PicoError, match="not an integer"):
-        sweeps.parse_point(params, "corpus_size", [f"model={section.models[0]}", "docs=many"])
+        study_plan.parse_point(params, "corpus_size", [f"model={section.models[0]}", "docs=many"])
     with pytest.raises(PicoError, match="no sweep named"):
-        sweeps.points(params, "nope")
+        study_plan.points(params, "nope")
 
 
 def test_grid_points_resize_the_models_defined_once():
@@ -205,14 +174,14 @@ def test_grid_points_resize_the_models_defined_once():
                             "n_layer": 1, "d_ff": 64}
     raw["sweeps"]["hparam_grid"].update(models=["gqa", "lstm"], embed=[48], heads=[6], layers=[2])
     params = parse_params(raw)
-    gqa, lstm = sweeps.points(params, "hparam_grid")
-    spec = sweeps.point_spec(params, "hparam_grid", gqa)
+    gqa, lstm = study_plan.points(params, "hparam_grid")
+    spec = study_plan.point_spec(params, "hparam_grid", gqa)
     assert (spec["d_model"], spec["n_head"], spec["n_kv_head"], spec["n_layer"], spec["d_ff"]) == (48, 6, 3, 2, 96)
     assert spec["preset"] == "llama3lite"
     base = raw["models"]["lstm"]
-    spec = sweeps.point_spec(params, "hparam_grid", lstm)
+    spec = study_plan.point_spec(params, "hparam_grid", lstm)
     assert spec["d_embed"] == 48 and spec["hidden"] == round(base["hidden"] * 48 / base["d_embed"]) and spec["n_layer"] == 2
-    train = sweeps.point_train(params, "hparam_grid", lstm)
+    train = study_plan.point_train(params, "hparam_grid", lstm)
     grid = raw["sweeps"]["hparam_grid"]
     assert (train.block_size, train.lr, train.batch_size, train.steps) == (
         grid["block_size"][0], grid["lr"][0], grid["batch_size"][0], grid["train"]["steps"])

@@ -45,6 +45,18 @@ def split_documents(docs: list[Document], *, val_fraction: float, test_fraction:
     0 asks for no such split, so that split is allowed to be empty; any split with a positive
     fraction (and train, always) must receive at least one document.
     """
+    check_fractions(val_fraction, test_fraction)
+    if not docs:
+        raise PicoError("there are no documents to split; check the data source settings under data.")
+
+    splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
+    for doc in docs:
+        splits[assign_split(doc.text, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)].append(doc)
+    check_split_sizes({name: len(part) for name, part in splits.items()}, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return splits
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
     _check_fraction("data.val_fraction", val_fraction)
     _check_fraction("data.test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
@@ -52,28 +64,28 @@ def split_documents(docs: list[Document], *, val_fraction: float, test_fraction:
             f"data.val_fraction ({val_fraction}) plus data.test_fraction ({test_fraction}) is {val_fraction + test_fraction}, "
             f"which leaves nothing for training; their sum must be below 1"
         )
-    if not docs:
-        raise PicoError("there are no documents to split; check the data source settings under data.")
 
-    splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
-    for doc in docs:
-        splits[assign_split(doc.text, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)].append(doc)
 
+def check_split_sizes(sizes: dict[str, int], *, val_fraction: float, test_fraction: float, seed: int) -> None:
+    """Refuse an empty split that was asked for (a positive fraction, or train)."""
     requested = {"train": 1.0, "val": val_fraction, "test": test_fraction}
-    counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLITS)
+    counts = ", ".join(f"{name} {sizes[name]}" for name in SPLITS)
     for name in SPLITS:
-        if requested[name] > 0 and not splits[name]:
+        if requested[name] > 0 and not sizes[name]:
             remedy = "lower data.val_fraction or data.test_fraction" if name == "train" else f"raise data.{name}_fraction"
             raise PicoError(
-                f"the {name} split would be empty ({len(docs)} documents split as {counts} with "
+                f"the {name} split would be empty ({sum(sizes.values())} documents split as {counts} with "
                 f"val_fraction={val_fraction}, test_fraction={test_fraction}, seed={seed}); {remedy} or add documents"
             )
-    return splits
 
 
 def assign_split(text: str, *, val_fraction: float, test_fraction: float, seed: int) -> str:
     """The split a text belongs to: a function of (seed, text) and the fractions only."""
-    position = _unit_hash(seed, "split", text)
+    return split_at(unit_hash(seed, "split", text.encode("utf-8")), val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def split_at(position: float, *, val_fraction: float, test_fraction: float) -> str:
+    """The split of a hash position u in [0, 1)."""
     if position < test_fraction:
         return "test"
     if position < test_fraction + val_fraction:
@@ -135,17 +147,23 @@ def _seeded_sample(docs: list[Document], count: int, seed: int) -> list[Document
     """
     if count >= len(docs):
         return list(docs)
-    ranked = sorted(range(len(docs)), key=lambda index: (_unit_hash(seed, "sample", docs[index].text), index))
+    ranked = sorted(range(len(docs)), key=lambda index: (unit_hash_bits(seed, "sample", docs[index].text.encode("utf-8")), index))
     chosen = set(ranked[:count])
     return [doc for index, doc in enumerate(docs) if index in chosen]
 
 
-def _unit_hash(seed: int, purpose: str, text: str) -> float:
-    """A uniform-looking number in [0, 1) determined by (seed, purpose, text) alone."""
+def unit_hash(seed: int, purpose: str, data: bytes) -> float:
+    """A uniform-looking number in [0, 1) determined by (seed, purpose, data) alone."""
+    return unit_hash_bits(seed, purpose, data) / 2**53
+
+
+def unit_hash_bits(seed: int, purpose: str, data: bytes) -> int:
+    """`unit_hash` as the 53-bit integer it scales: the same order, without floats."""
     digest = hashlib.blake2b(digest_size=8, person=purpose.encode("ascii")[:16])
-    digest.update(str(int(seed)).encode("ascii") + b"\x00" + text.encode("utf-8"))
+    digest.update(str(int(seed)).encode("ascii") + b"\x00")
+    digest.update(data)
     # 53 bits: exactly representable in a float, so the result can never round up to 1.0.
-    return (int.from_bytes(digest.digest(), "big") >> 11) / 2**53
+    return int.from_bytes(digest.digest(), "big") >> 11
 
 
 def _check_fraction(name: str, value: float) -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from picollm.data import story_lexicon as lex
 
@@ -386,9 +387,14 @@ LEXICON_STATS: dict[str, int] = {
 
 def generate_stories(count: int, seed: int) -> list[Story]:
     """`count` stories; story i depends only on (seed, i), so longer runs extend shorter ones."""
+    return list(iter_stories(count, seed))
+
+
+def iter_stories(count: int, seed: int) -> Iterator[Story]:
+    """`generate_stories`, one story at a time (a corpus of millions never sits in memory)."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    return [_GRAMMAR.sample(random.Random(f"{seed}:{i}")) for i in range(count)]
+    return (_GRAMMAR.sample(random.Random(f"{seed}:{i}")) for i in range(count))
 
 
 def character_names() -> frozenset[str]:

@@ -43,7 +43,7 @@ class Maybe(NamedTuple):
 class OneOf(tuple):
     """Alternative steps, one chosen uniformly."""
 
-    def __new__(cls, *options: object) -> "OneOf":
+    def __new__(cls, *options: object) -> OneOf:
         return super().__new__(cls, options)
 
 

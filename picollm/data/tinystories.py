@@ -1,6 +1,6 @@
 """TinyStories through the Hugging Face `datasets` library.
 
-`load_tinystories` is the one loading path for the hub dataset and for a local copy laid out
+`iter_tinystories` is the one loading path for the hub dataset and for a local copy laid out
 like the hub repository (`data/train-00000-of-00001.parquet`, ... with a `text` column), which
 is also how the tests exercise the real `datasets` code without a network.
 
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+from picollm.config import END_OF_TEXT
 from picollm.errors import PicoError
 
 DEFAULT_NAME = "roneneldan/TinyStories"
 HUB_PROBE_TIMEOUT_SECONDS = 3.0
+ROW_BATCH = 1024  # rows decoded at a time where the Arrow cache cannot be read directly
 
 _OFFLINE_ALTERNATIVES = (
     "set data.source: stories for the embedded offline corpus, data.source: text for local "
@@ -30,20 +32,63 @@ _OFFLINE_ALTERNATIVES = (
 )
 
 
-def load_tinystories(
+def load_tinystories(**options) -> list[str]:
+    """Every story of `iter_tinystories` (same options), as a list."""
+    return list(iter_tinystories(**options))
+
+
+def iter_tinystories(
     *,
     subset: int | None,
     path: str | None = None,
     name: str = DEFAULT_NAME,
     split: str = "train",
     cache_dir: str | None = None,
-) -> list[str]:
-    """The stripped, non-empty `text` values of the first `subset` rows of `split`.
+) -> Iterator[str]:
+    """Stream the stripped, non-empty stories in the `text` values of the first `subset` rows of `split`.
 
     `path` (a local dataset folder) wins over `name` (a hub id). `subset=None` takes the whole
-    split; empty stories are dropped after taking the rows, so the result can be shorter than
-    `subset`. `cache_dir` is where `datasets` keeps its Arrow cache (default: its home cache).
+    split; empty stories are dropped after taking the rows, so there can be fewer than `subset`.
+    A row holding the end-of-text text is cut there, as TinyStories' own text format is (its
+    separator never reaches a story). `cache_dir` is where `datasets` keeps its Arrow cache
+    (default: its home cache). The rows are read in batches (`text_batches`), never all at once.
+    The arguments are checked before anything is loaded.
     """
+    dataset = _open_dataset(subset=subset, path=path, name=name, split=split, cache_dir=cache_dir)
+    for batch in text_batches(dataset):
+        for row in batch:
+            for story in row.split(END_OF_TEXT) if row is not None else ():
+                story = story.strip()
+                if story:
+                    yield story
+
+
+def text_batches(dataset) -> Iterator[list[str | None]]:
+    """The `text` column of `dataset`, a record batch at a time.
+
+    A split (or its first rows) that is a prefix of its Arrow cache files is read from those files
+    with plain reads: iterating the memory-mapped table instead would map every page it touches
+    into this process, so its resident memory would grow to the size of the data. Anything else
+    (an index mapping, a table held in memory) is read through `Dataset.iter`.
+    """
+    import pyarrow as pa
+
+    files = [cache["filename"] for cache in dataset.cache_files]
+    if dataset._indices is not None or not files:  # datasets keeps no public flag for either
+        yield from (batch["text"] for batch in dataset.select_columns(["text"]).iter(batch_size=ROW_BATCH))
+        return
+    remaining = len(dataset)
+    for filename in files:
+        with pa.OSFile(filename) as source:
+            for batch in pa.ipc.open_stream(source):  # datasets writes its cache as an Arrow stream
+                if remaining <= 0:
+                    return
+                rows = batch.column("text").slice(0, remaining).to_pylist()
+                remaining -= len(rows)
+                yield rows
+
+
+def _open_dataset(*, subset: int | None, path: str | None, name: str, split: str, cache_dir: str | None):
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise PicoError(f"data.tinystories.subset is {subset!r}; it must be a positive whole number of stories, or null for all")
     if path is not None and not Path(path).is_dir():
@@ -79,8 +124,7 @@ def load_tinystories(
 
     if "text" not in dataset.column_names:
         raise PicoError(f"the dataset at {source} has no 'text' column (it has {dataset.column_names}); TinyStories stores each story in 'text'")
-    stories = (story.strip() for story in dataset["text"] if story is not None)
-    return [story for story in stories if story]
+    return dataset
 
 
 def write_local_hub_layout(directory: str | Path, stories_by_split: dict[str, list[str]]) -> Path:

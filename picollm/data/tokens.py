@@ -8,15 +8,18 @@ Ids are uint16 while the vocab fits (uint32 beyond 65535).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from picollm.data.split import unit_hash
 from picollm.errors import PicoError
 from picollm.io import atomic_open
 from picollm.tokenizer import Tokenizer
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     import torch
 
 ENCODE_CHUNK = 4096  # documents per encode_texts call: bounded memory, still parallel
+READ_CHUNK_TOKENS = 1 << 22  # tokens read back at a time (the unigram baseline's pass over val)
+BPE_SAMPLE_BYTES = 256_000_000  # a larger train split trains the BPE on a sample of about this size
 
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str], threads: int, pool: ThreadPoolExecutor | None = None) -> list[list[int]]:
@@ -48,28 +53,62 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str], threads: int, pool: Thr
     return [ids for part in results for ids in part]
 
 
+def bpe_training_texts(texts: Iterable[str], split_bytes: int) -> Iterator[str]:
+    """What the BPE learns from: all of `texts` when their split file is at most BPE_SAMPLE_BYTES.
+
+    A larger split gives a sample of about BPE_SAMPLE_BYTES: each document is kept when a hash of
+    its text falls below BPE_SAMPLE_BYTES / `split_bytes`, so the sample is spread over the whole
+    split, the same on every run, and the BPE's time and memory stop growing with the corpus.
+    """
+    if split_bytes <= BPE_SAMPLE_BYTES:
+        return iter(texts)
+    share = BPE_SAMPLE_BYTES / split_bytes
+    return (text for text in texts if unit_hash(0, "bpe-sample", text.encode("utf-8")) < share)
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
 
 
-def write_token_cache(texts: list[str], tokenizer: Tokenizer, path: str | Path, threads: int) -> dict:
-    """Encode `texts` into `path`; returns counts and encode throughput (bytes/s)."""
+def write_token_cache(texts: Iterable[str], tokenizer: Tokenizer, path: str | Path, threads: int) -> dict:
+    """Encode `texts` into the cache file `path` (see `encode_into`)."""
+    with atomic_open(path, "wb") as handle:
+        return encode_into(handle, texts, tokenizer, threads)
+
+
+def encode_into(handle: BinaryIO, texts: Iterable[str], tokenizer: Tokenizer, threads: int) -> dict:
+    """Write the token cache of `texts` to `handle`, ENCODE_CHUNK documents at a time, streaming.
+
+    Returns the number of tokens, of UTF-8 bytes encoded, the seconds spent encoding, and
+    `counts`: how often each token id occurs in the cache (the unigram baseline's fit).
+    """
     dtype = token_dtype(tokenizer.vocab_size)
-    eot = np.array([tokenizer.eot_id], dtype=dtype)
+    eot = tokenizer.eot_id
+    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    counts[eot] = 1
     total_tokens, total_bytes, seconds = 1, 0, 0.0
-    with atomic_open(path, "wb") as handle, ThreadPoolExecutor(max(1, threads)) as pool:
-        handle.write(eot.tobytes())
-        for start in range(0, len(texts), ENCODE_CHUNK):
-            chunk = texts[start : start + ENCODE_CHUNK]
+    texts = iter(texts)
+    handle.write(np.array([eot], dtype=dtype).tobytes())
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        while chunk := list(itertools.islice(texts, ENCODE_CHUNK)):
             began = time.perf_counter()
             encoded = encode_texts(tokenizer, chunk, threads, pool)
             seconds += time.perf_counter() - began
             total_bytes += sum(len(t.encode("utf-8")) for t in chunk)
-            for ids in encoded:
-                handle.write(np.asarray(ids, dtype=dtype).tobytes())
-                handle.write(eot.tobytes())
-                total_tokens += len(ids) + 1
-    return {"tokens": total_tokens, "bytes": total_bytes, "encode_seconds": seconds}
+            tokens = np.fromiter(itertools.chain.from_iterable(ids + [eot] for ids in encoded), dtype=dtype)
+            handle.write(tokens.tobytes())
+            counts += np.bincount(tokens, minlength=len(counts))
+            total_tokens += len(tokens)
+    return {"tokens": total_tokens, "bytes": total_bytes, "encode_seconds": seconds, "counts": counts}
+
+
+def read_token_chunks(path: str | Path, vocab_size: int, start: int = 0) -> Iterator[np.ndarray]:
+    """The tokens of a cache from position `start` on, READ_CHUNK_TOKENS at a time (plain reads, no memmap)."""
+    dtype = token_dtype(vocab_size)
+    with open(path, "rb") as handle:
+        handle.seek(start * dtype.itemsize)
+        while len(chunk := np.fromfile(handle, dtype=dtype, count=READ_CHUNK_TOKENS)):
+            yield chunk
 
 
 @dataclass
@@ -80,7 +119,7 @@ class TokenStream:
     tokens: np.memmap
 
     @classmethod
-    def open(cls, path: str | Path, vocab_size: int) -> "TokenStream":
+    def open(cls, path: str | Path, vocab_size: int) -> TokenStream:
         path = Path(path)
         if not path.is_file():
             raise PicoError(f"{path} does not exist; run `dvc repro tokenize` first")
@@ -139,9 +178,15 @@ class TokenStream:
             start = next_start
 
 
-def unigram_bpb(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int, eval_bytes: int) -> float:
-    """Bits per byte of an add-one-smoothed unigram model fit on train: the 'no context' baseline."""
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+def unigram_bpb(train_counts: np.ndarray, eval_path: str | Path, vocab_size: int, eval_bytes: int) -> float:
+    """Bits per byte of an add-one-smoothed unigram model fit on train: the 'no context' baseline.
+
+    `train_counts` is the train cache's token histogram (`write_token_cache`'s counts); the
+    evaluation cache is read in chunks, and a cache of one chunk is summed exactly as one array.
+    """
+    counts = train_counts.astype(np.float64) + 1.0
     logp = np.log(counts / counts.sum())
-    nll = -logp[eval_tokens[1:]].sum()  # the leading separator is context, not a prediction
-    return float(nll / math.log(2.0) / eval_bytes)
+    logprob = 0.0
+    for chunk in read_token_chunks(eval_path, vocab_size, start=1):  # the leading separator is context, not a prediction
+        logprob += logp[chunk].sum()
+    return float(-logprob / math.log(2.0) / eval_bytes)

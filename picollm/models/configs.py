@@ -11,8 +11,8 @@ Config checks raise `PicoError` naming the params path, e.g. `models.tiny.d_mode
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from picollm.errors import PicoError
 

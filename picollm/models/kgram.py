@@ -33,6 +33,7 @@ from torch import nn
 from picollm.models.base import LanguageModel
 from picollm.models.configs import KGramConfig
 
+
 class KGramMLP(LanguageModel):
     family: ClassVar[str] = "kgram"
 

@@ -56,7 +56,7 @@ TRANSFORMER_PRESETS = MappingProxyType(
 
 
 def reference_param_counts(vocab_size: int = 50257) -> dict[str, int]:
-    """Parameters of each preset at its reference size, for the README.
+    """Parameters of each preset at its reference size, for the docs (docs/scaling.md).
 
     The models are built on the meta device: shapes without storage, so even the ~300M
     llama3lite costs no memory or time, and the count is the real architecture's, not a formula.

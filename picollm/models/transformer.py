@@ -15,11 +15,14 @@ does not grow with depth.
 Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
 head_dim) on first use (in the dtype the keys come in, so it also works under autocast);
 `step` writes the new keys/values in place and attends over the filled prefix.
+
+`forward_with_attention` is the one way to see the attention probabilities: it recomputes each
+layer's attention written out (softmax(q k^T / sqrt(head_dim)) under the causal mask, RoPE and
+GQA as above) and returns them with the logits; `forward` and `step` never build them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -30,6 +33,7 @@ from torch import nn
 
 from picollm.models.base import LanguageModel
 from picollm.models.configs import TransformerConfig
+
 
 def make_norm(config: TransformerConfig) -> nn.Module:
     if config.norm == "rmsnorm":
@@ -54,7 +58,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.size(-1) // 2
     # rotate_half(x) = cat(-x2, x1) = roll(x, half) * [-1.., +1..]: the signs go into sin (a small
     # table), so the rotation is one roll (a single copy) and one fused multiply-add; the
-    # neg + cat + mul + add form measured ~1.4x slower forward + backward on CPU.
+    # neg + cat + mul + add form is slower forward + backward on CPU (docs/performance.md).
     signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
     return torch.addcmul(x * cos, x.roll(half, dims=-1), signed_sin)
 
@@ -98,17 +102,22 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too."""
-        B, T, d = x.shape
+    def project(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd), RoPE applied when given."""
+        B, T, _ = x.shape
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
 
+    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too."""
+        B, T, d = x.shape
+        q, k, v = self.project(x, rope)
         mask, is_causal = None, T > 1
         if cache is not None:
             k, v = cache.update(layer, start, k, v)
@@ -129,7 +138,25 @@ class CausalSelfAttention(nn.Module):
             is_causal=is_causal,
             enable_gqa=self.n_kv_head != self.n_head,
         )
-        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, d)))
+        y = self.proj(y.transpose(1, 2).reshape(B, T, d))
+        return self.resid_dropout(y) if self.training else y  # identity in eval: skip the call
+
+    def explicit(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` from position 0 without a cache, written out: softmax(q k^T / sqrt(hd)) under
+        the causal mask, times v. Returns the output and the probabilities (B, n_head, T, T).
+
+        For reading the attention, not for training: no attention dropout, and a (T, T) matrix
+        per head where SDPA keeps none. Query head h reads K/V head h // (n_head / n_kv_head),
+        as SDPA's `enable_gqa` does."""
+        B, T, d = x.shape
+        q, k, v = self.project(x, rope)
+        group = self.n_head // self.n_kv_head
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        probs = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        y = (probs @ v).transpose(1, 2).reshape(B, T, d)
+        return self.resid_dropout(self.proj(y)), probs
 
 
 class MLP(nn.Module):
@@ -150,7 +177,8 @@ class MLP(nn.Module):
             h = F.silu(gate) * up
         else:
             h = F.gelu(h, approximate=self.gelu_approximate)
-        return self.dropout(self.proj(h))
+        h = self.proj(h)
+        return self.dropout(h) if self.training else h  # identity in eval: skip the call
 
 
 class Block(nn.Module):
@@ -161,8 +189,15 @@ class Block(nn.Module):
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, start, cache, layer)
+    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0,
+                maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """With `maps` (a list), attention is computed explicitly and its probabilities appended."""
+        if maps is None:
+            x = x + self.attn(self.norm1(x), rope, start, cache, layer)
+        else:
+            attended, probs = self.attn.explicit(self.norm1(x), rope)
+            maps.append(probs)
+            x = x + attended
         return x + self.mlp(self.norm2(x))
 
 
@@ -198,22 +233,36 @@ class Transformer(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None, maps: list | None = None) -> torch.Tensor:
         T = idx.size(1)
         x = self.tok_emb(idx)
         rope = None
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+            # A slice of the table is the lookup of start..start+T-1 (the same values), without
+            # building an index tensor at every decoded token.
+            x = x + self.pos_emb.weight[start : start + T]
         else:
             rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
-        x = self.drop(x)
+        if self.training:  # dropout is the identity in eval; skipping the call saves decode time
+            x = self.drop(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, rope, start, cache, layer)
+            x = block(x, rope, start, cache, layer, maps)
         return self.head(self.norm_f(x))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         self.check_input(idx)
         return self._run(idx, 0, None)
+
+    def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits of `forward` (equal up to float rounding, in eval mode) and every head's
+        attention probabilities, (B, n_layer, n_head, T, T): row i is what query i attends to.
+
+        The logits are computed from these probabilities (attention written out instead of SDPA),
+        so the maps are the ones the prediction really used. `forward` itself is untouched."""
+        self.check_input(idx)
+        maps: list[torch.Tensor] = []
+        logits = self._run(idx, 0, None, maps)
+        return logits, torch.stack(maps, dim=1)
 
     def init_state(self, batch_size: int) -> KVCache:
         n_layer = self.config.n_layer
@@ -227,7 +276,7 @@ class Transformer(LanguageModel):
         if end > state.capacity:
             raise ValueError(f"the KV cache holds {state.capacity} tokens; {end} do not fit, re-prefill a new one")
         logits = self._run(idx, state.length, state)
-        return logits, dataclasses.replace(state, length=end)
+        return logits, KVCache(state.batch_size, state.capacity, state.keys, state.values, end)
 
     def flops_per_token(self, context_len: int) -> float:
         # 6N over the matmul weights (QKV, projections, MLP, head) plus the attention scores and

@@ -1,0 +1,77 @@
+"""The speedrun (stage `speedrun`): how soon the default recipe reaches a target loss, against nanoGPT's.
+
+The default recipe's side is read from the model's own training snapshots (train@<model> with
+`train.snapshots`); the nanoGPT recipe (AdamW on every weight, random crops, `speedrun.baseline`)
+is trained here on the same data, model and step budget, keeping snapshots at the same steps.
+Every snapshot of both is scored on the same validation stories in bits per byte, and each side
+reports the first snapshot at or below the target, `target_floor_ratio` x the entropy floor. A
+side that never gets there reports none: the comparison is then a bound, said as such.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from picollm.checkpoint import load_checkpoint
+from picollm.data.tokens import TokenStream
+from picollm.evaluate import token_nll
+from picollm.figures import pyplot, save_png
+from picollm.models.loading import load_model
+from picollm.tokenizer import Tokenizer
+
+ROUND = 6
+
+
+def snapshot_bpb(snapshots: list[Path], stream: TokenStream, stream_bytes: int, tok: Tokenizer, block_size: int) -> list[dict]:
+    """(step, tokens, val bpb) of every snapshot, scored on `stream` (every token once)."""
+    rows = []
+    for path in snapshots:
+        payload = load_checkpoint(path, tokenizer_identity=tok.identity)
+        nll = token_nll(load_model(path, tok), stream, block_size)
+        rows.append({"step": int(payload["step"]), "tokens": int(payload["tokens_seen"]),
+                     "val_bpb": round(float(nll.sum()) / math.log(2) / stream_bytes, ROUND)})
+    return rows
+
+
+def first_at_target(rows: list[dict], target_bpb: float) -> dict | None:
+    return next((row for row in rows if row["val_bpb"] <= target_bpb), None)
+
+
+def speedrun_summary(recipe: list[dict], baseline: list[dict], floor_bpb: float, ratio: float) -> dict:
+    """Tokens to reach the target for both recipes, and their ratio (or a bound on it)."""
+    target = round(ratio * floor_bpb, ROUND)
+    sides = {}
+    for name, rows in (("recipe", recipe), ("nanogpt", baseline)):
+        hit = first_at_target(rows, target)
+        sides[name] = {
+            "curve": rows,
+            "tokens_to_target": hit["tokens"] if hit else None,
+            "best_val_bpb": min(row["val_bpb"] for row in rows),
+        }
+    recipe_tokens, baseline_tokens = sides["recipe"]["tokens_to_target"], sides["nanogpt"]["tokens_to_target"]
+    budget = max(row["tokens"] for row in baseline)
+    if recipe_tokens and baseline_tokens:
+        token_ratio, bound = round(recipe_tokens / baseline_tokens, 4), "exact"
+    elif recipe_tokens:  # the baseline needs more than its whole budget
+        token_ratio, bound = round(recipe_tokens / budget, 4), "at most"
+    else:
+        token_ratio, bound = None, "not reached"
+    return {"target_floor_ratio": ratio, "target_bpb": target, "token_ratio": token_ratio, "token_ratio_is": bound, **sides}
+
+
+def plot_speedrun(summary: dict, floor_bpb: float, path: Path, model: str) -> None:
+    """Val bpb against training tokens for both recipes, with the target and the floor."""
+    plt, sns = pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for side, label in (("recipe", "default recipe"), ("nanogpt", "nanoGPT recipe (AdamW, random crops)")):
+        curve = summary[side]["curve"]
+        ax.plot([row["tokens"] / 1e6 for row in curve], [row["val_bpb"] for row in curve], marker="o", label=label)
+    ax.axhline(summary["target_bpb"], color="black", linestyle="--", linewidth=1,
+               label=f"target: {summary['target_floor_ratio']:g} x the entropy floor")
+    ax.axhline(floor_bpb, color="grey", linestyle=":", linewidth=1, label="entropy floor")
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("val bits per byte")
+    ax.set_title(f"Speedrun: {model} to {summary['target_bpb']:.3f} bpb")
+    ax.legend(fontsize=8)
+    save_png(fig, path)

@@ -1,0 +1,38 @@
+"""Stage `interpret@<model>`: every training snapshot of a model scored for copying, in-context
+learning and (Transformers) induction heads -> metrics/interpret/<model>.json and its figures."""
+
+import sys
+
+from picollm import paths, tokenizer
+from picollm.data.prepare import read_split
+from picollm.data.stories import character_names
+from picollm.errors import PicoError, exit_on_pico_error
+from picollm.interpret_plots import phase_change_plot
+from picollm.interpret_training import draw_final_heads, interpret_snapshots
+from picollm.io import write_json
+from picollm.models.loading import load_model
+from picollm.params import load_params
+
+
+@exit_on_pico_error
+def main(name: str) -> None:
+    params = load_params()
+    if name not in params.models:
+        raise PicoError(f"interpret@{name}: no model named {name!r} under models; defined: {sorted(params.models)}")
+    snapshots = sorted(paths.snapshot_dir(name).glob("step-*.ckpt"))
+    if not snapshots:
+        raise PicoError(f"{paths.snapshot_dir(name)} holds no snapshots; set train.snapshots: true and rerun train@{name}")
+    tok = tokenizer.load(paths.TOKENS_DIR)
+    texts = [doc.text for doc in read_split(paths.PREPARED_DIR, "val")][: params.interpret.stories]
+    names = character_names() if params.data.source == "stories" else frozenset()
+    result = interpret_snapshots(snapshots, texts, tok, names)
+    write_json(paths.interpret_metrics(name), {"model": name, **result})
+    figures = paths.interpret_figures(name)
+    phase_change_plot([{"model": name, **row} for row in result["snapshots"]], figures["phase"],
+                      title=f"{name}: copying over training")
+    if params.models[name].get("family") == "transformer":
+        draw_final_heads(name, load_model(snapshots[-1], tok), result, texts, tok, names, figures["heads"], figures["attention"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
