@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from picollm.config_base import END_OF_TEXT, GPT2_VOCAB_SIZE, MIN_BPE_VOCAB, MODEL_NAME, PARAMS_FILE, Strict
 from picollm.config_bench import BenchGenerationParams, BenchParams
@@ -27,100 +27,14 @@ from picollm.config_runs import (
     TrainParams,
 )
 from picollm.errors import PicoError
+from picollm.studies import SweepsParams
 
 __all__ = [  # the schema's sections live beside it, by topic; this module is the one to import
     "END_OF_TEXT", "GPT2_VOCAB_SIZE", "MIN_BPE_VOCAB", "MODEL_NAME", "PARAMS_FILE", "Strict", "BenchGenerationParams",
     "BenchParams", "DataParams", "MixParams", "StoriesParams", "TextFormat", "TextParams", "TinyStoriesParams",
     "TokenizerParams", "EvaluateParams", "InterpretParams", "SampleParams", "SampleSetting", "SpeedrunParams", "TrainParams",
-    "Params", "describe", "validate_schema",
+    "SweepsParams", "Params", "describe", "validate_schema",
 ]
-
-
-# ---------------------------------------------------------------- sweeps (the studies)
-# Each list below becomes the axis of a DVC `matrix:` stage (one cached stage per point, named by
-# its values), so a point's values must be unique; see dvc.yaml and picollm/sweeps.py.
-def _unique(values: list) -> list:
-    repeated = sorted({str(v) for v in values if values.count(v) > 1})
-    if repeated:
-        raise ValueError(f"the value {repeated[0]} is listed twice; each point of a sweep must differ")
-    return values
-
-
-class SweepParams(Strict):
-    """What every sweep has: the models it trains (entries of `models:`) and training overrides."""
-
-    models: list[str] = Field(default_factory=lambda: ["lstm", "gptoss"], min_length=1)
-    train: dict[str, Any] = Field(default_factory=dict, description="overrides of train + models.<m>.train for every point")
-
-    @field_validator("models")
-    @classmethod
-    def _models_unique(cls, models: list[str]) -> list[str]:
-        return _unique(models)
-
-
-class CorpusSizeSweep(SweepParams):
-    """Train on the first N documents of the train split, for each N, at a fixed step budget."""
-
-    docs: list[int] = Field(default_factory=lambda: [50, 200, 800, 3200], min_length=1)
-
-    @field_validator("docs")
-    @classmethod
-    def _docs(cls, docs: list[int]) -> list[int]:
-        if min(docs) < 1:
-            raise ValueError("every corpus size must be >= 1 document")
-        return _unique(docs)
-
-
-class TrainingBudgetSweep(SweepParams):
-    """The same model and corpus trained for base_steps x each multiplier."""
-
-    base_steps: int = Field(12, ge=1)
-    multipliers: list[int] = Field(default_factory=lambda: [1, 3, 6], min_length=1)
-
-    @field_validator("multipliers")
-    @classmethod
-    def _multipliers(cls, multipliers: list[int]) -> list[int]:
-        if min(multipliers) < 1:
-            raise ValueError("every multiplier must be >= 1")
-        return _unique(multipliers)
-
-
-class OverfittingSweep(SweepParams):
-    """Long training on a few train documents, a share of them held out: memorisation, divergence."""
-
-    documents: int = Field(20, ge=5, le=10_000, description="the first N documents of the train split")
-    train_fraction: float = Field(0.6, gt=0.0, lt=1.0, description="share of them trained on; the rest is the test set")
-    prompt_words: int = Field(8, ge=1, description="samples continue the first words of a document")
-    samples: int = Field(3, ge=1, le=100, description="greedy samples from train and from test documents, each")
-    max_new_tokens: int = Field(40, ge=1)
-
-
-class HparamGridSweep(SweepParams):
-    """The Cartesian grid of these lists, for every model. `embed` is the width (transformer d_model,
-    LSTM d_embed; d_ff and the LSTM hidden size keep their ratio to it); `heads` is the transformer's
-    attention heads (the LSTM has none: lstm points differing only in heads train the same model)."""
-
-    embed: list[int] = Field(default_factory=lambda: [64, 128], min_length=1)
-    block_size: list[int] = Field(default_factory=lambda: [64], min_length=1)
-    layers: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    heads: list[int] = Field(default_factory=lambda: [4], min_length=1)
-    lr: list[float] = Field(default_factory=lambda: [0.002, 0.006], min_length=1)
-    batch_size: list[int] = Field(default_factory=lambda: [8], min_length=1)
-
-    @field_validator("embed", "block_size", "layers", "heads", "lr", "batch_size")
-    @classmethod
-    def _axis(cls, values: list) -> list:
-        if min(values) <= 0:
-            raise ValueError("every value must be > 0")
-        return _unique(values)
-
-
-class SweepsParams(Strict):
-    eval_docs: int = Field(30, ge=1, description="points are scored on the first N documents of each split")
-    corpus_size: CorpusSizeSweep = CorpusSizeSweep()
-    training_budget: TrainingBudgetSweep = TrainingBudgetSweep()
-    overfitting: OverfittingSweep = OverfittingSweep()
-    hparam_grid: HparamGridSweep = HparamGridSweep()
 
 
 class Params(Strict):
@@ -133,11 +47,11 @@ class Params(Strict):
     interpret: InterpretParams = InterpretParams()
     speedrun: SpeedrunParams = SpeedrunParams()
     sample: SampleParams = Field(default_factory=SampleParams)  # built on use: its settings import torch
-    sweeps: SweepsParams = SweepsParams()  # the studies: one DVC stage per point (picollm/sweeps.py)
+    sweeps: SweepsParams = Field(default_factory=SweepsParams)  # the studies (picollm/studies/): one DVC stage per point
     bench: BenchParams = Field(default_factory=BenchParams)  # stage `bench` (picollm/bench.py)
 
     @model_validator(mode="after")
-    def _models_are_buildable(self) -> "Params":
+    def _models_are_buildable(self) -> Params:
         for name in self.models:
             if not MODEL_NAME.fullmatch(name):
                 raise PicoError(

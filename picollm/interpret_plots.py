@@ -68,7 +68,8 @@ def induction_heatmap(scores: Sequence[Sequence[float]], path: Path, title: str 
 PHASE_PANELS = (
     ("val_loss", "val loss (nats/token)"),
     ("recurring_name_nats_per_token", "recurring name\n(nats/token)"),
-    ("max_induction_score", "best head's\ninduction score"),
+    ("max_induction_score", "best head's induction\n(random tokens)"),
+    ("max_text_induction_score", "best head's induction\n(the stories)"),
 )
 
 

@@ -7,11 +7,12 @@ from its start (after the end-of-text token that precedes every story in trainin
 - `recurring_name_nats_per_token`: the same on the later mentions of a character's name
   (picollm/loss_classes.py), the loss that falls when a model learns to copy;
 - the in-context learning score (picollm/interpret.py): loss late in a story minus early;
-- Transformers only: every head's previous-token and induction score on repeated random tokens,
-  and the strongest induction head.
+- Transformers only: every head's previous-token and induction score on repeated random tokens
+  (the standard test of the circuit), the induction score on the stories themselves, and the
+  strongest head of each.
 
-The last snapshot is the trained model; its heads are drawn as a heatmap, and the strongest
-induction head's attention is drawn on the first validation story where it predicts a recurring name.
+The last snapshot is the trained model; its heads' induction scores on the stories are drawn as a
+heatmap, and the strongest such head's attention on the first validation story with a recurring name.
 """
 
 from __future__ import annotations
@@ -38,6 +39,32 @@ ROUND = 6
 def head_period(model: LanguageModel) -> int:
     """The repeated half's length: HEAD_PERIOD, or what fits the context with the start token."""
     return min(HEAD_PERIOD, (model.max_context - 1) // 2)
+
+
+@torch.inference_mode()
+def text_induction_scores(model: LanguageModel, stories: list[list[int]], start_id: int) -> list[list[float]]:
+    """The induction score on the validation stories themselves: for every token that occurred
+    earlier in its story, the attention from it to the token right after that earlier occurrence,
+    per layer and head, averaged over all such tokens. Random repeated tokens (the standard score)
+    test the general circuit; this tests what the model does on its own text, where a head may
+    find a name's continuation by its content rather than by position."""
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    total, count = torch.zeros(n_layer, n_head, dtype=torch.float64), 0
+    for story in stories:
+        ids = [start_id, *story][: model.max_context]
+        last: dict[int, int] = {}
+        pairs = []
+        for q, token in enumerate(ids):
+            if token != start_id and token in last and last[token] + 1 < q:
+                pairs.append((q, last[token] + 1))
+            last[token] = q
+        if not pairs:
+            continue
+        _, maps = model.forward_with_attention(torch.tensor([ids]))
+        queries, keys = torch.tensor([q for q, _ in pairs]), torch.tensor([k for _, k in pairs])
+        total += maps[0][:, :, queries, keys].double().sum(dim=-1)
+        count += len(pairs)
+    return [[round(float(v), ROUND) for v in row] for row in (total / max(count, 1))]
 
 
 def in_context_positions(model: LanguageModel) -> dict[str, int]:
@@ -70,10 +97,13 @@ def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[lis
         heads = head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
                             exclude_ids=[tok.eot_id], start_id=tok.eot_id)
         layer, head, score = strongest_head(heads["induction"])
+        heads["text_induction"] = text_induction_scores(model, stories, tok.eot_id)
+        text_layer, text_head, text_score = strongest_head(heads["text_induction"])
         row.update(heads=heads, strongest_induction_head={"layer": layer, "head": head, "score": score},
-                   max_induction_score=score)
+                   max_induction_score=score, max_text_induction_score=text_score,
+                   strongest_text_induction_head={"layer": text_layer, "head": text_head, "score": text_score})
     else:
-        row["max_induction_score"] = None
+        row["max_induction_score"] = row["max_text_induction_score"] = None
     return row
 
 
@@ -107,7 +137,8 @@ def draw_final_heads(name: str, model: LanguageModel, result: dict, texts: list[
                      names: frozenset[str], heatmap: Path, picture: Path) -> None:
     """The last snapshot's induction heatmap, and where its strongest induction head looks on a story."""
     final = result["snapshots"][-1]
-    induction_heatmap(final["heads"]["induction"], heatmap, title=f"{name}: induction score per head (end of training)",
+    induction_heatmap(final["heads"]["text_induction"], heatmap,
+                      title=f"{name}: induction score per head on the stories (end of training)",
                       previous_token=final["heads"]["previous_token"])
     classes = [document_token_classes(text, tok, names) for text in texts]
     found = first_recurring_name(classes, model.max_context - 1)
@@ -117,7 +148,7 @@ def draw_final_heads(name: str, model: LanguageModel, result: dict, texts: list[
     ids = [tok.eot_id, *tok.encode(texts[story])][: model.max_context]
     with torch.inference_mode():
         _, maps = model.forward_with_attention(torch.tensor([ids]))
-    strongest = final["strongest_induction_head"]
+    strongest = final["strongest_text_induction_head"]
     attn = maps[0, strongest["layer"], strongest["head"]].double().tolist()
     # ids[0] is the end-of-text token, so story token p sits at index p + 1 and is predicted at index p.
     queries = [p for p, kind in enumerate(classes[story][: len(ids) - 1]) if kind == NAME_REPEAT][:3]

@@ -5,7 +5,9 @@ The default recipe's side is read from the model's own training snapshots (train
 is trained here on the same data, model and step budget, keeping snapshots at the same steps.
 Every snapshot of both is scored on the same validation stories in bits per byte, and each side
 reports the first snapshot at or below the target, `target_floor_ratio` x the entropy floor. A
-side that never gets there reports none: the comparison is then a bound, said as such.
+side that never gets there reports none: the comparison is then a bound, said as such. Always
+defined besides: the tokens the recipe needs to match nanoGPT's final loss (interpolated linearly
+between snapshots), as a share of nanoGPT's budget.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def first_at_target(rows: list[dict], target_bpb: float) -> dict | None:
     return next((row for row in rows if row["val_bpb"] <= target_bpb), None)
 
 
+def tokens_to_reach(rows: list[dict], target_bpb: float) -> float | None:
+    """Where a curve first gets down to `target_bpb`, interpolated linearly between snapshots."""
+    previous = None
+    for row in rows:
+        if row["val_bpb"] <= target_bpb:
+            if previous is None:
+                return float(row["tokens"])
+            fraction = (previous["val_bpb"] - target_bpb) / (previous["val_bpb"] - row["val_bpb"])
+            return previous["tokens"] + fraction * (row["tokens"] - previous["tokens"])
+        previous = row
+    return None
+
+
 def speedrun_summary(recipe: list[dict], baseline: list[dict], floor_bpb: float, ratio: float) -> dict:
     """Tokens to reach the target for both recipes, and their ratio (or a bound on it)."""
     target = round(ratio * floor_bpb, ROUND)
@@ -57,7 +72,14 @@ def speedrun_summary(recipe: list[dict], baseline: list[dict], floor_bpb: float,
         token_ratio, bound = round(recipe_tokens / budget, 4), "at most"
     else:
         token_ratio, bound = None, "not reached"
-    return {"target_floor_ratio": ratio, "target_bpb": target, "token_ratio": token_ratio, "token_ratio_is": bound, **sides}
+    # The other way round, always defined: the tokens the recipe needs to match nanoGPT's final loss.
+    final = baseline[-1]
+    matched = tokens_to_reach(recipe, final["val_bpb"])
+    match = {"nanogpt_final_tokens": final["tokens"], "nanogpt_final_val_bpb": final["val_bpb"],
+             "recipe_tokens": round(matched) if matched is not None else None,
+             "token_ratio": round(matched / final["tokens"], 4) if matched is not None else None}
+    return {"target_floor_ratio": ratio, "target_bpb": target, "token_ratio": token_ratio, "token_ratio_is": bound,
+            "match_nanogpt_final": match, **sides}
 
 
 def plot_speedrun(summary: dict, floor_bpb: float, path: Path, model: str) -> None:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("picollm", "stages")  # every module below these is listed
+PACKAGES = ("picollm",)  # every module below these is listed; stages/ is one line (see AFTER)
 SKIPPED = ("__init__.py", "__main__.py")  # a package's __init__ docstring describes its folder
 INDENT = "  "
 # Entries outside the packages: no docstring to read, so they are described here.
@@ -20,13 +20,16 @@ BEFORE = {
     "params.yaml": "every parameter, validated whole before any stage runs",
     "dvc.yaml": "the pipeline's stages, their deps, params and outputs",
 }
-AFTER = {"profiles/": "params deltas: smoke (the tests), long, gpu"}
+AFTER = {
+    "stages/": "one thin module per DVC stage: python -m stages.NAME",
+    "profiles/": "params deltas: smoke (the tests), long, gpu",
+}
 # Descriptions are cut only at these breaks, so what is left is a whole clause.
 CLAUSE_BREAKS = (" (", ": ", ", ", "; ", " -> ")
 # The README has about 12 KB for everything: a description longer than MAX_WIDTH is cut at the
 # break nearest below it, keeping at least MIN_WIDTH characters (or at the first break past it).
-MAX_WIDTH = 64
-MIN_WIDTH = 32
+MAX_WIDTH = 40
+MIN_WIDTH = 28
 
 
 def shortened(text: str, limit: int) -> str:
@@ -40,7 +43,9 @@ def shortened(text: str, limit: int) -> str:
     within = [i for i in cuts if i <= limit]
     if within:
         return text[: within[-1]]
-    return text[: cuts[0]] if cuts else text
+    # No clause ends in time: cut at the last whole word that fits, outside any parentheses.
+    words = [i for i in range(MIN_WIDTH, limit + 1) if text[i:i + 1] == " " and text[:i].count("(") == text[:i].count(")")]
+    return text[: words[-1]].rstrip(",;:") if words else text
 
 
 def docstring_line(path: Path) -> str:

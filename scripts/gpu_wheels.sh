@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-gpu_wheels}"
 python_version="${2:-3.11}"
-packages=(pydantic pydantic_core annotated-types typing_extensions typing-inspection numpy pyyaml)
+packages=(pydantic pydantic-core annotated-types typing-extensions typing-inspection numpy pyyaml)
 pins=()
 for name in "${packages[@]}"; do
   pin=$(grep -i -m1 "^${name}==" requirements.lock || true)

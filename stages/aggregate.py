@@ -1,20 +1,20 @@
-"""Stage `aggregate@<sweep>`: one sweep's points -> metrics/sweeps/<sweep>.json (tidy rows, findings'
-numbers; deterministic) and metrics/timings/sweeps/<sweep>.json (seconds and tokens/s per point)."""
+"""Stage `aggregate@<study>`: one study's points and noise runs -> metrics/sweeps/<study>.json (tidy
+rows, noise, fitted laws, the findings' numbers; deterministic) and metrics/timings/sweeps/<study>.json."""
 
 import sys
 
-from picollm.studies import aggregate as study_aggregate
-from picollm.studies import plan as study_plan
-from picollm.params import load_params
 from picollm.errors import exit_on_pico_error
 from picollm.io import write_json
+from picollm.params import load_params
+from picollm.studies import aggregate as study_aggregate
+from picollm.studies import plan as study_plan
 
 
 @exit_on_pico_error
-def main(sweep: str) -> None:
-    table, timings = study_aggregate.aggregate(load_params(), sweep)
-    write_json(study_plan.sweep_metrics(sweep), table)
-    write_json(study_plan.sweep_timings(sweep), timings)
+def main(study: str) -> None:
+    table, timings = study_aggregate.aggregate(load_params(), study)
+    write_json(study_plan.sweep_metrics(study), table)
+    write_json(study_plan.sweep_timings(study), timings)
 
 
 if __name__ == "__main__":

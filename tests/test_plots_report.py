@@ -86,33 +86,6 @@ def test_the_committed_offline_template_is_the_generated_one():
     assert not EXTERNAL_SCRIPT.search(committed)
 
 
-def test_findings_are_computed_from_the_numbers():
-    def row(model, **values):
-        return {"model": model, "point": f"{model}-x", **values}
-
-    tables = {
-        "corpus_size": {"rows": [row("gptoss", steps=60)], "summary": {"gptoss": {
-            "docs_smallest": 50, "docs_largest": 400, "val_loss_smallest": 4.5, "val_loss_largest": 4.0,
-            "train_loss_smallest": 3.0, "train_loss_largest": 3.9}}},
-        "training_budget": {"rows": [], "summary": {"lstm": {
-            "steps_fewest": 10, "steps_most": 60, "val_loss_fewest": 6.0, "val_loss_most": 5.0, "train_loss_fewest": 6.1,
-            "train_loss_most": 4.9, "best_steps": 60}}},
-        "overfitting": {"rows": [row("gptoss", train_docs=18)], "summary": {"gptoss": {
-            "steps": 100, "train_loss": 0.5, "test_loss": 5.0, "gap": 4.5, "best_test_loss_logged": 4.4, "best_test_step": 40,
-            "last_test_loss_logged": 4.9, "overlap_words_train_prompts": 20.0, "overlap_words_test_prompts": 8.0,
-            "source_match_words_train_prompts": 15.0, "source_match_words_test_prompts": 2.0, "reference_overlap_words": 5.0}}},
-        "hparam_grid": {"rows": [], "summary": {"best": {"config": "gptoss e64", "val_loss": 4.2, "val_bpb": 1.5},
-                                                "gptoss": {"best_config": "gptoss e64", "best_val_loss": 4.2, "worst_val_loss": 5.0}}},
-    }
-    found = report.findings(tables)
-    assert found["corpus_size"] == ["gptoss val loss falls from 4.500 to 4.000 as the corpus grows 8x (50 to 400 documents) "
-                                    "at 60 steps; its train loss rises from 3.000 to 3.900."]
-    assert "lstm val loss falls from 6.000 to 5.000 with 6x the steps (10 to 60)" in found["training_budget"][0]
-    assert "bottomed out at 4.400 (step 40) and rose to 4.900" in found["overfitting"][0]
-    assert "copy runs of 20.0 words" in found["overfitting"][0] and "against 5.0 for the documents' real text" in found["overfitting"][0]
-    assert found["hparam_grid"][0] == "The best configuration is gptoss e64 (val loss 4.200, 1.500 bpb)."
-
-
 def test_samples_markdown_keeps_a_few_per_heading_and_escapes():
     text = "# Samples from `m`\n\nPrompt: `Once`\n\n## greedy\n\n1. Once <b>a</b>\n\n## top-p 0.9\n\n1. a\n2. b\n3. c\n"
     html = report.samples_markdown_to_html(text, per_heading=2)

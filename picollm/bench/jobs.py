@@ -26,7 +26,7 @@ from picollm.errors import PicoError
 from picollm.generation import generate
 from picollm.models.base import LanguageModel
 from picollm.models.registry import build_model
-from picollm.optim import make_optimizer
+from picollm.optim import hidden_matrices, make_optimizer
 from picollm.sampling import SamplingConfig
 from picollm.train import accumulation_steps, train_step, training_runner
 
@@ -115,7 +115,9 @@ def optimizer_cost(model, train: TrainParams, used, step_seconds: float, repeats
     measured step with its own optimizer's time swapped for this one's)."""
     gradients = torch.Generator().manual_seed(0)
     timings = {}
-    for name in ("adamw", "muon"):
+    # Muon updates hidden matrices only; a model without any (the one-hot k-gram) has nothing for it.
+    names = ("adamw", "muon") if hidden_matrices(model) else ("adamw",)
+    for name in names:
         optimizer = used if name == train.optimizer else make_optimizer(model, train.model_copy(update={"optimizer": name}))
         times = []
         for _ in range(max(repeats, 1) + 1):  # the first allocates the optimizer's state
@@ -180,7 +182,7 @@ def run_job(job: dict, isolate: bool, nproc: int = 1) -> dict:
     if not isolate and nproc == 1:
         return WORKERS[job["kind"]](job)
     launcher = [sys.executable] if nproc == 1 else ["torchrun", "--standalone", f"--nproc_per_node={nproc}"]
-    result = subprocess.run([*launcher, "-m", "picollm.bench", "worker", json.dumps(job)],
+    result = subprocess.run([*launcher, "-m", "picollm.bench.jobs", "worker", json.dumps(job)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit code {result.returncode}"

@@ -1,9 +1,12 @@
 """The studies' plan: their points, how each point's training and model derive from params, and their files.
 
-A study's points are the combinations of its axes (`AXES`): dvc.yaml's `matrix:` expands the same
-lists in the same order and passes the values on the command line, so a point's stage is named by
-its values and declares as params only what every point shares. This module needs only the params
-schema and the model registry, so `picollm.params` can check every point before any stage runs.
+A study's points are the combinations of its axes (its params class's `AXES`, picollm/config.py):
+dvc.yaml's `matrix:` expands the same lists in the same order and passes the values on the command
+line, so a point's stage is named by its values and declares as params only what every point
+shares. Each study also names one point (`noise`) that its noise stage reruns with every seed of
+`sweeps.noise_seeds`. This module needs only the params schema and the model registry, so
+`picollm.params` checks every point before any stage runs, and a change to how a study is
+summarised, worded or drawn (picollm/studies/<study>.py) reruns none of the other stages.
 """
 
 from __future__ import annotations
@@ -18,116 +21,146 @@ from picollm import paths
 from picollm.config import PARAMS_FILE, describe
 from picollm.errors import PicoError
 from picollm.models.registry import model_config
+from picollm.studies import SweepsParams
 
-STUDIES = ("corpus_size", "training_budget", "overfitting", "hparam_grid")
-
-# The matrix axes of each sweep, in dvc.yaml's order: (axis, params list it comes from, type).
-AXES: dict[str, tuple[tuple[str, str, type], ...]] = {
-    "corpus_size": (("model", "models", str), ("docs", "docs", int)),
-    "training_budget": (("model", "models", str), ("multiplier", "multipliers", int)),
-    "overfitting": (("model", "models", str),),
-    "hparam_grid": (
-        ("model", "models", str), ("embed", "embed", int), ("block_size", "block_size", int), ("layers", "layers", int),
-        ("heads", "heads", int), ("lr", "lr", float), ("batch_size", "batch_size", int),
-    ),
-}
+STUDIES = SweepsParams.studies()
+GRID_AXES = ("embed", "layers", "heads")   # a point with these axes resizes its model (hparam_grid)
 GRID_FAMILIES = ("lstm", "transformer")
-OVERFIT_DIR = Path("data/sweeps/overfitting")  # train.bin, val.bin (the held-out test part), texts.json
-ROUND = 6
+DATA_DIR = Path("data/sweeps")             # a study's own token caches (the overfitting study's)
+NOISE = "noise"                            # the key of a study's noise runs: python -m stages.sweep STUDY noise
 
 
 # ------------------------------------------------------------------------------ file layout
-def point_metrics(sweep: str, key: str) -> Path:
-    return paths.METRICS_DIR / "sweeps" / "points" / sweep / f"{key}.json"
+def point_metrics(study: str, key: str) -> Path:
+    return paths.METRICS_DIR / "sweeps" / "points" / study / f"{key}.json"
 
 
-def point_timings(sweep: str, key: str) -> Path:
-    return paths.TIMINGS_DIR / "sweeps" / "points" / sweep / f"{key}.json"
+def point_timings(study: str, key: str) -> Path:
+    return paths.TIMINGS_DIR / "sweeps" / "points" / study / f"{key}.json"
 
 
-def sweep_metrics(sweep: str) -> Path:
-    return paths.METRICS_DIR / "sweeps" / f"{sweep}.json"
+def noise_metrics(study: str) -> Path:
+    return paths.METRICS_DIR / "sweeps" / "noise" / f"{study}.json"
 
 
-def sweep_timings(sweep: str) -> Path:
-    return paths.TIMINGS_DIR / "sweeps" / f"{sweep}.json"
+def noise_timings(study: str) -> Path:
+    return paths.TIMINGS_DIR / "sweeps" / "noise" / f"{study}.json"
 
 
-def point_checkpoint(sweep: str, key: str) -> Path:
-    return paths.MODELS_DIR / "sweeps" / sweep / f"{key}.ckpt"
+def sweep_metrics(study: str) -> Path:
+    return paths.METRICS_DIR / "sweeps" / f"{study}.json"
 
 
-def point_resume_dir(sweep: str, key: str) -> Path:
-    return paths.CHECKPOINTS_DIR / "sweeps" / sweep / key
+def sweep_timings(study: str) -> Path:
+    return paths.TIMINGS_DIR / "sweeps" / f"{study}.json"
+
+
+def point_checkpoint(study: str, key: str, seed: int | None = None) -> Path:
+    if seed is not None:
+        return paths.MODELS_DIR / "sweeps" / NOISE / study / f"seed{seed}.ckpt"
+    return paths.MODELS_DIR / "sweeps" / study / f"{key}.ckpt"
+
+
+def point_resume_dir(study: str, key: str, seed: int | None = None) -> Path:
+    if seed is not None:
+        return paths.CHECKPOINTS_DIR / "sweeps" / NOISE / study / f"seed{seed}"
+    return paths.CHECKPOINTS_DIR / "sweeps" / study / key
+
+
+def study_data_dir(study: str) -> Path:
+    return DATA_DIR / study
 
 
 # ------------------------------------------------------------------------------ points
-def check_study(sweep: str) -> None:
-    if sweep not in STUDIES:
-        raise PicoError(f"no sweep named {sweep!r}; the sweeps are: {', '.join(STUDIES)}")
+def check_study(study: str) -> None:
+    if study not in STUDIES:
+        raise PicoError(f"no study named {study!r}; the studies are: {', '.join(STUDIES)}")
 
 
-def points(params, sweep: str) -> list[dict[str, Any]]:
-    """Every point of a sweep, in the order DVC's matrix expands them."""
-    check_study(sweep)
-    section = getattr(params.sweeps, sweep)
-    axes = AXES[sweep]
-    lists = [getattr(section, source) for _, source, _ in axes]
-    return [dict(zip((name for name, _, _ in axes), combo)) for combo in itertools.product(*lists)]
+def axes(study: str) -> tuple[tuple[str, str, type], ...]:
+    check_study(study)
+    return SweepsParams.model_fields[study].annotation.AXES
 
 
-def parse_point(params, sweep: str, assignments: list[str]) -> dict[str, Any]:
+def axis_names(study: str) -> list[str]:
+    return [name for name, _, _ in axes(study)]
+
+
+def points(params, study: str) -> list[dict[str, Any]]:
+    """Every point of a study, in the order DVC's matrix expands them."""
+    study_axes = axes(study)
+    section = params.sweeps.study(study)
+    lists = [getattr(section, source) for _, source, _ in study_axes]
+    return [dict(zip(axis_names(study), combo)) for combo in itertools.product(*lists)]
+
+
+def noise_point(params, study: str) -> dict[str, Any]:
+    """The point the study's noise stage reruns: `sweeps.<study>.noise`, which must be one of its points."""
+    check_study(study)
+    noise = params.sweeps.study(study).noise
+    names = axis_names(study)
+    if set(noise) != set(names):
+        raise PicoError(
+            f"{PARAMS_FILE}: sweeps.{study}.noise must give a value for each of {', '.join(names)} "
+            f"(the point rerun with sweeps.noise_seeds); got {', '.join(map(str, noise)) or 'none'}"
+        )
+    point = {name: noise[name] for name in names}
+    if point not in points(params, study):
+        raise PicoError(f"{PARAMS_FILE}: sweeps.{study}.noise = {point} is not a point of the study; pick one from its lists")
+    return point
+
+
+def point_key(point: dict[str, Any]) -> str:
+    """The stage key DVC's matrix gives a point: its values joined by '-'."""
+    return "-".join(str(value) for value in point.values())
+
+
+def parse_point(params, study: str, assignments: list[str]) -> dict[str, Any]:
     """`model=lstm docs=250` (from the stage's command line) -> the point, which params must define."""
-    check_study(sweep)
-    types = {name: kind for name, _, kind in AXES[sweep]}
+    types = {name: kind for name, _, kind in axes(study)}
     point: dict[str, Any] = {}
     for item in assignments:
         name, sep, raw = item.partition("=")
         if not sep or name not in types:
-            raise PicoError(f"sweep {sweep}: {item!r} is not an assignment of one of its axes ({', '.join(types)}=VALUE)")
+            raise PicoError(f"study {study}: {item!r} is not an assignment of one of its axes ({', '.join(types)}=VALUE)")
         try:
             point[name] = types[name](raw)
         except ValueError:
             kind = {int: "an integer", float: "a number"}.get(types[name], "a string")
-            raise PicoError(f"sweep {sweep}: {name}={raw!r} is not {kind}") from None
+            raise PicoError(f"study {study}: {name}={raw!r} is not {kind}") from None
     if set(point) != set(types):
-        raise PicoError(f"sweep {sweep}: a point needs a value for each of {', '.join(types)}; got {', '.join(point) or 'none'}")
-    if point not in points(params, sweep):
+        raise PicoError(f"study {study}: a point needs a value for each of {', '.join(types)}; got {', '.join(point) or 'none'}")
+    if point not in points(params, study):
         raise PicoError(
-            f"sweep {sweep}: the point {point} is not in params.yaml's sweeps.{sweep}; "
+            f"study {study}: the point {point} is not in params.yaml's sweeps.{study}; "
             "run it through `dvc repro`, which builds the points from params"
         )
-    return {name: point[name] for name, _, _ in AXES[sweep]}
+    return {name: point[name] for name in types}
 
 
-def point_train(params, sweep: str, point: dict[str, Any]):
-    """train + models.<model>.train, then sweeps.<sweep>.train, then the point's own values."""
-    section = getattr(params.sweeps, sweep)
+def point_train(params, study: str, point: dict[str, Any]):
+    """train + models.<model>.train, then sweeps.<study>.train, then the point's own values."""
+    section = params.sweeps.study(study)
     base = params.model_train(point["model"])
     try:
         train = base.merged(section.train)
     except ValidationError as err:
-        raise PicoError(describe(err, prefix=f"sweeps.{sweep}.train")) from None
-    own: dict[str, Any] = {}
-    if sweep == "training_budget":
-        own = {"steps": section.base_steps * point["multiplier"]}
-    elif sweep == "hparam_grid":
-        own = {"block_size": point["block_size"], "lr": point["lr"], "batch_size": point["batch_size"]}
+        raise PicoError(describe(err, prefix=f"sweeps.{study}.train")) from None
     try:
-        return train.merged(own)
+        return train.merged(section.own_train(point))
     except ValidationError as err:
-        raise PicoError(describe(err, prefix=f"sweeps.{sweep} point {point}")) from None
+        raise PicoError(describe(err, prefix=f"sweeps.{study} point {point}")) from None
 
 
-def point_spec(params, sweep: str, point: dict[str, Any]) -> dict[str, Any]:
-    """The model spec: models.<model>, resized by the grid's embed/layers/heads for hparam_grid."""
-    spec = dict(params.model_spec(point["model"]))
-    if sweep != "hparam_grid":
+def point_spec(params, study: str, point: dict[str, Any]) -> dict[str, Any]:
+    """The model spec: models.<model> with sweeps.<study>.spec, resized by a grid point's embed/layers/heads."""
+    spec = {**params.model_spec(point["model"]), **(params.sweeps.study(study).spec or {})}
+    if not set(GRID_AXES) <= set(point):
         return spec
     family = spec.get("family")
     if family not in GRID_FAMILIES:
         raise PicoError(
-            f"sweeps.hparam_grid.models: {point['model']!r} is a {family} model; the grid resizes only "
+            f"sweeps.{study}.models: {point['model']!r} is a {family} model; the grid resizes only "
             f"{' and '.join(GRID_FAMILIES)} models (embed, layers, heads)"
         )
     base = model_config(spec, vocab_size=params.tokenizer.effective_vocab_size, block_size=2, pad_id=0, key=f"models.{point['model']}")
@@ -145,26 +178,25 @@ def point_spec(params, sweep: str, point: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_studies(params) -> None:
-    """Every point of every sweep resolves to valid training params and a buildable model."""
-    for sweep in STUDIES:
-        section = getattr(params.sweeps, sweep)
+    """Every point of every study, and its noise point, resolves to valid training params and a buildable model."""
+    if params.seed in params.sweeps.noise_seeds:
+        raise PicoError(
+            f"{PARAMS_FILE}: sweeps.noise_seeds lists {params.seed}, the seed every point already trains with; "
+            "list other seeds"
+        )
+    for study in STUDIES:
+        section = params.sweeps.study(study)
         for name in section.models:
             if name not in params.models:
                 raise PicoError(
-                    f"{PARAMS_FILE}: sweeps.{sweep}.models lists {name!r}, which is not a model under models; "
+                    f"{PARAMS_FILE}: sweeps.{study}.models lists {name!r}, which is not a model under models; "
                     f"defined: {sorted(params.models)}"
                 )
-        for point in points(params, sweep):
-            train = point_train(params, sweep, point)
-            spec = point_spec(params, sweep, point)
+        for point in points(params, study):
+            train = point_train(params, study, point)
+            spec = point_spec(params, study, point)
             model_config(
                 spec, vocab_size=params.tokenizer.effective_vocab_size, block_size=train.block_size, pad_id=0,
-                key=f"sweeps.{sweep} point {point}",
+                key=f"sweeps.{study} point {point}",
             )
-    ov = params.sweeps.overfitting
-    n_train = round(ov.documents * ov.train_fraction)
-    if not 1 <= n_train < ov.documents:
-        raise PicoError(
-            f"{PARAMS_FILE}: sweeps.overfitting keeps {n_train} of {ov.documents} documents for training; "
-            "choose documents and train_fraction so both the train and the test part hold at least one"
-        )
+        noise_point(params, study)

@@ -1,24 +1,32 @@
-"""One study point: train it with the shared loop and score it; the overfitting study's data and samples."""
+"""One study point: train it with the shared loop and score it; a study's noise point, once per seed."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 import numpy as np
 
 from picollm import paths, tokenizer
-from picollm.data.prepare import read_split
-from picollm.data.tokens import TokenStream, write_token_cache
+from picollm.data.tokens import TokenStream
 from picollm.errors import PicoError
 from picollm.evaluate import eval_metrics
-from picollm.generation import generate
-from picollm.io import read_json, write_json
+from picollm.io import read_json
 from picollm.models.loading import load_model
-from picollm.sampling import SamplingConfig
-from picollm.studies.plan import OVERFIT_DIR, point_checkpoint, point_resume_dir, point_spec, point_train
+from picollm.studies.memorisation import CACHES, memorisation_samples
+from picollm.studies.plan import (
+    noise_point,
+    point_checkpoint,
+    point_key,
+    point_resume_dir,
+    point_spec,
+    point_train,
+    study_data_dir,
+)
 from picollm.train import TrainJob, train_model
+
+SPLITS = ("train", "val", "test")
+
 
 # ------------------------------------------------------------------------------ token prefixes
 def eot_positions(stream, eot_id: int):
@@ -34,131 +42,57 @@ def first_documents(stream, eot_id: int, docs: int, what: str):
     return TokenStream(stream.path, stream.tokens[: int(ends[docs]) + 1])
 
 
+def document_count(stream, eot_id: int) -> int:
+    return len(eot_positions(stream, eot_id)) - 1
+
+
 def stream_bytes(stream, tok) -> int:
     """UTF-8 bytes of the documents in a stream (separators excluded): the bits-per-byte divisor."""
     ids = np.asarray(stream.tokens)
     return len(tok.decode_bytes(ids[ids != tok.eot_id].tolist()))
 
 
-# ------------------------------------------------------------------------------ overfitting data
-def overfitting_split(texts: list[str], train_fraction: float) -> dict[str, list[str]]:
-    n_train = round(len(texts) * train_fraction)
-    return {"train": texts[:n_train], "test": texts[n_train:]}
-
-
-def prepare_overfitting(params) -> dict:
-    """The first N train documents, split train/test, tokenized into OVERFIT_DIR's small caches."""
-    section = params.sweeps.overfitting
-    docs = read_split(paths.PREPARED_DIR, "train")
-    if len(docs) < section.documents:
-        raise PicoError(
-            f"sweeps.overfitting.documents = {section.documents}, but the train split holds only {len(docs)} documents; lower it"
-        )
-    split = overfitting_split([d.text for d in docs[: section.documents]], section.train_fraction)
-    tok = tokenizer.load(paths.TOKENS_DIR)
-    counts = {}
-    for name, cache in (("train", "train.bin"), ("test", "val.bin")):  # the loop evaluates on val.bin
-        counts[name] = write_token_cache(split[name], tok, OVERFIT_DIR / cache, threads=1)
-    write_json(OVERFIT_DIR / "texts.json", split)
-    summary = {name: {"documents": len(split[name]), "tokens": c["tokens"], "bytes": c["bytes"]} for name, c in counts.items()}
-    write_json(OVERFIT_DIR / "meta.json", {"tokenizer": tok.identity, "splits": summary})
-    return summary
-
-
-# ------------------------------------------------------------------------------ memorisation
-_WORD = re.compile(r"\S+")
-
-
-def split_prompt(text: str, words: int) -> tuple[str, str]:
-    """(the first `words` words with their original spacing, the rest of the text)."""
-    matches = list(_WORD.finditer(text))
-    if not matches:
-        return "", text
-    end = matches[min(words, len(matches)) - 1].end()
-    return text[:end], text[end:]
-
-
-def longest_overlap(words: list[str], corpus: list[str]) -> int:
-    """The longest run of consecutive `words` that occurs verbatim (word for word) in one corpus text."""
-    padded = [f" {' '.join(text.split())} " for text in corpus]
-    best = 0
-    for start in range(len(words)):
-        length = best + 1  # only a longer run can matter
-        while start + length <= len(words) and any(f" {' '.join(words[start:start + length])} " in t for t in padded):
-            best = length
-            length += 1
-    return best
-
-
-def matching_prefix(a: list[str], b: list[str]) -> int:
-    count = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        count += 1
-    return count
-
-
-def memorisation_samples(model, tok, texts: dict[str, list[str]], prompt_words: int, samples: int, max_new_tokens: int) -> list[dict]:
-    """Greedy continuations of the first words of train and test documents, with their overlaps."""
-    rows = []
-    for part in ("train", "test"):
-        for index, text in enumerate(texts[part][:samples]):
-            prompt, rest = split_prompt(text, prompt_words)
-            ids = list(generate(model, [tok.eot_id, *tok.encode(prompt)], max_new_tokens=max_new_tokens,
-                                sampling=SamplingConfig(greedy=True), eot_id=tok.eot_id))
-            continuation = tok.decode(ids)
-            words = continuation.split()
-            # The same test on the document's real text (as many words) against the other training
-            # documents: how much any text of this corpus shares with it, memorised or not.
-            others = [t for i, t in enumerate(texts["train"]) if part != "train" or i != index]
-            rows.append({
-                "part": part,
-                "document": index,
-                "prompt": prompt,
-                "continuation": continuation,
-                "words": len(words),
-                "longest_overlap_words": longest_overlap(words, texts["train"]),
-                "reference_overlap_words": longest_overlap(rest.split()[: max(1, len(words))], others),
-                "source_match_words": matching_prefix(words, rest.split()),
-            })
-    return rows
+def scoring_streams(params, study: str, point: dict[str, Any], block_size: int, tok) -> tuple[dict, dict]:
+    """(what the point trains on: token_dir, limit, train_docs, corpus_tokens; the streams it is scored on)."""
+    section = params.sweeps.study(study)
+    eval_docs = params.sweeps.eval_docs
+    splits = {s: TokenStream.open(paths.TOKENS_DIR / f"{s}.bin", tok.vocab_size) for s in SPLITS}
+    source = splits["train"]
+    training: dict[str, Any] = {"token_dir": paths.TOKENS_DIR, "limit": None}
+    if section.OWN_DATA:
+        training["token_dir"] = study_data_dir(study)
+        own = {s: TokenStream.open(training["token_dir"] / cache, tok.vocab_size) for s, cache in CACHES}
+        source = own["train"]
+        splits["test"] = own["test"]
+    docs = section.corpus_docs(point)
+    if docs is not None:
+        source = first_documents(source, tok.eot_id, docs, f"sweeps.{study}.docs = {docs}")
+        source.check_block_size(block_size, f"the {study} point {point_key(point)}'s")
+        training.update(limit=len(source), corpus_tokens=len(source))
+    training["train_docs"] = document_count(source, tok.eot_id)
+    scored = {"train": source if section.OWN_DATA else first_documents(source, tok.eot_id, min(eval_docs, training["train_docs"]), "sweeps.eval_docs")}
+    for split in ("val", "test"):
+        stream = splits[split]
+        scored[split] = stream if section.OWN_DATA and split == "test" else first_documents(
+            stream, tok.eot_id, min(eval_docs, document_count(stream, tok.eot_id)), "sweeps.eval_docs")
+    return training, scored
 
 
 # ------------------------------------------------------------------------------ one point
-def run_point(params, sweep: str, key: str, point: dict[str, Any]) -> tuple[dict, dict]:
-    """Train and score one point; returns (its metrics, its timings)."""
+def run_point(params, study: str, key: str, point: dict[str, Any], seed: int | None = None) -> tuple[dict, dict]:
+    """Train and score one point (with `seed`: one noise rerun); returns (its metrics, its timings)."""
     began = time.perf_counter()
+    noise = seed is not None
+    seed = params.seed if seed is None else seed
     meta = read_json(paths.TOKENS_META)
     tok = tokenizer.load(paths.TOKENS_DIR)
-    train = point_train(params, sweep, point)
-    spec = point_spec(params, sweep, point)
-    eval_docs = params.sweeps.eval_docs
-    splits = {s: TokenStream.open(paths.TOKENS_DIR / f"{s}.bin", tok.vocab_size) for s in ("train", "val", "test")}
-
-    token_dir, limit, train_docs = paths.TOKENS_DIR, None, len(eot_positions(splits["train"], tok.eot_id)) - 1
-    if sweep == "corpus_size":
-        used = first_documents(splits["train"], tok.eot_id, point["docs"], f"sweeps.corpus_size.docs = {point['docs']}")
-        limit, train_docs = len(used), point["docs"]
-        used.check_block_size(train.block_size, f"the corpus_size point {key}'s")
-        scored = {"train": first_documents(used, tok.eot_id, min(point["docs"], eval_docs), "sweeps.eval_docs")}
-    elif sweep == "overfitting":
-        token_dir = OVERFIT_DIR
-        small = {s: TokenStream.open(OVERFIT_DIR / cache, tok.vocab_size) for s, cache in (("train", "train.bin"), ("test", "val.bin"))}
-        train_docs = len(eot_positions(small["train"], tok.eot_id)) - 1
-        scored = {"train": small["train"]}
-    else:
-        scored = {"train": first_documents(splits["train"], tok.eot_id, min(eval_docs, train_docs), "sweeps.eval_docs")}
-    for split in ("val", "test"):
-        stream = splits[split]
-        scored[split] = first_documents(stream, tok.eot_id, min(eval_docs, len(eot_positions(stream, tok.eot_id)) - 1), "sweeps.eval_docs")
-    if sweep == "overfitting":
-        scored["test"] = small["test"]
-
+    train = point_train(params, study, point)
+    training, scored = scoring_streams(params, study, point, train.block_size, tok)
     job = TrainJob(
-        name=point["model"], spec=spec, train=train, seed=params.seed, token_dir=token_dir,
+        name=point["model"], spec=point_spec(params, study, point), train=train, seed=seed, token_dir=training["token_dir"],
         vocab_size=meta["vocab_size"], eot_id=meta["eot_id"], tokenizer_identity=meta["identity"],
-        model_out=point_checkpoint(sweep, key), checkpoint_dir=point_resume_dir(sweep, key), train_token_limit=limit,
+        model_out=point_checkpoint(study, key, seed if noise else None),
+        checkpoint_dir=point_resume_dir(study, key, seed if noise else None), train_token_limit=training["limit"],
     )
     result = train_model(job)
     model = load_model(job.model_out, tok)
@@ -166,32 +100,33 @@ def run_point(params, sweep: str, key: str, point: dict[str, Any]) -> tuple[dict
     scores = eval_metrics(model, scored, split_bytes, train.block_size, None, meta["unigram_val_bpb"])
 
     metrics: dict[str, Any] = {
-        "sweep": sweep,
-        "point": key,
-        **point,
-        "steps": train.steps,
-        "batch_size": train.batch_size,
-        "block_size": train.block_size,
-        "lr": train.lr,
-        "train_docs": train_docs,
-        "train_tokens": train.steps * train.batch_size * train.block_size,
+        "sweep": study, "point": key, **point, "seed": seed,
+        "steps": train.steps, "batch_size": train.batch_size, "block_size": train.block_size, "lr": train.lr,
+        "train_docs": training["train_docs"], "train_tokens": train.steps * train.batch_size * train.block_size,
+        **({"corpus_tokens": training["corpus_tokens"]} if "corpus_tokens" in training else {}),
         "params": result.num_params,
-        "train_loss": scores["train_loss"],
-        "val_loss": scores["val_loss"],
-        "test_loss": scores["test_loss"],
-        "val_bpb": scores["val_bpb"],
+        **{f"{split}_loss": scores[f"{split}_loss"] for split in SPLITS},
+        "val_bpb": scores["val_bpb"], "unigram_val_bpb": scores["unigram_val_bpb"],
         "history": result.history,
     }
-    if sweep == "overfitting":
-        section = params.sweeps.overfitting
-        texts = read_json(OVERFIT_DIR / "texts.json")
+    section = params.sweeps.study(study)
+    if section.MEMORISATION and not noise:
+        texts = read_json(study_data_dir(study) / "texts.json")
         metrics["samples"] = memorisation_samples(model, tok, texts, section.prompt_words, section.samples, section.max_new_tokens)
     trained_tokens = (train.steps - result.resumed_from) * train.batch_size * train.block_size
     timings = {
-        "sweep": sweep,
-        "point": key,
+        "sweep": study, "point": key, "seed": seed,
         "train_seconds": round(result.seconds, 3),
         "tokens_per_second": round(trained_tokens / max(result.seconds, 1e-9), 1),
         "elapsed_seconds": round(time.perf_counter() - began, 3),
     }
     return metrics, timings
+
+
+def run_noise(params, study: str) -> tuple[dict, dict]:
+    """The study's noise point trained once per seed of sweeps.noise_seeds: (metrics, timings)."""
+    point = noise_point(params, study)
+    key = point_key(point)
+    runs = [run_point(params, study, key, point, seed=seed) for seed in params.sweeps.noise_seeds]
+    head = {"sweep": study, "point": key, **point}
+    return {**head, "runs": [m for m, _ in runs]}, {**head, "runs": [t for _, t in runs]}
