@@ -65,6 +65,7 @@ def induction_heatmap(scores: Sequence[Sequence[float]], path: Path, title: str 
     save_png(fig, path)
 
 
+INDUCTION_PANELS = ("max_induction_score", "max_text_induction_score")
 PHASE_PANELS = (
     ("val_loss", "val loss (nats/token)"),
     ("recurring_name_nats_per_token", "recurring name\n(nats/token)"),
@@ -78,9 +79,10 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
     max_induction_score (None where unknown) and optionally model (one colour each)."""
     if not rows:
         raise PicoError("phase_change_plot needs at least one snapshot row")
-    missing = [key for key in ("tokens", *(k for k, _ in PHASE_PANELS)) if key not in rows[0]]
+    required = ("tokens", *(k for k, _ in PHASE_PANELS if k != "max_text_induction_score"))  # the latter: Transformers' newer score
+    missing = [key for key in required if key not in rows[0]]
     if missing:
-        raise PicoError(f"snapshot rows lack {missing}; each row needs tokens and {', '.join(k for k, _ in PHASE_PANELS)}")
+        raise PicoError(f"snapshot rows lack {missing}; each row needs {', '.join(required)}")
     fig, sns = _figure(width=8.5, height=7.0)
     models = list(dict.fromkeys(str(row.get("model", "")) for row in rows))
     colours = dict(zip(models, sns.color_palette(n_colors=len(models))))
@@ -88,15 +90,18 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
     axes += [fig.add_subplot(len(PHASE_PANELS), 1, i + 1, sharex=axes[0]) for i in range(1, len(PHASE_PANELS))]
     for model in models:
         own = sorted((row for row in rows if str(row.get("model", "")) == model), key=lambda row: row["tokens"])
-        onset = next((row["tokens"] for row in own if (row["max_induction_score"] or 0.0) >= INDUCTION_THRESHOLD), None)
+        onset = next((row["tokens"] for row in own
+                      if max(row.get(key) or 0.0 for key in INDUCTION_PANELS) >= INDUCTION_THRESHOLD), None)
         for ax, (key, _) in zip(axes, PHASE_PANELS):
-            points = [(row["tokens"] / 1e6, row[key]) for row in own if row[key] is not None]
+            points = [(row["tokens"] / 1e6, row[key]) for row in own if row.get(key) is not None]
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=3, color=colours[model], label=model or None)
             if onset is not None:
                 ax.axvline(onset / 1e6, color=colours[model], linestyle=":", linewidth=1.2)
-    axes[-1].axhline(INDUCTION_THRESHOLD, color="grey", linestyle="--", linewidth=1)
-    axes[-1].set_ylim(0.0, 1.0)
+    for ax, (key, _) in zip(axes, PHASE_PANELS):
+        if key in INDUCTION_PANELS:  # on the scale where 0.4 means an induction head, so noise stays flat
+            ax.axhline(INDUCTION_THRESHOLD, color="grey", linestyle="--", linewidth=1)
+            ax.set_ylim(0.0, 1.0)
     for ax, (_, label) in zip(axes, PHASE_PANELS):
         ax.set_ylabel(label, fontsize=9)
         ax.tick_params(labelbottom=ax is axes[-1])

@@ -84,7 +84,7 @@ def figure(path: Path) -> str:
 
 
 def plots_section(plots_dir: Path) -> str:
-    pngs = sorted(plots_dir.glob("*.png"), key=lambda p: (list(CAPTIONS).index(p.name) if p.name in CAPTIONS else len(CAPTIONS), p.name))
+    pngs = sorted((p for p in plots_dir.glob("*.png") if p.name != paths.SPEEDRUN_PLOT.name), key=lambda p: (list(CAPTIONS).index(p.name) if p.name in CAPTIONS else len(CAPTIONS), p.name))
     return "\n".join(figure(p) for p in pngs) or "<p>No plots yet.</p>"
 
 
