@@ -84,7 +84,7 @@ EDITS: dict[str, object] = {
     "sweeps.overfitting.samples": bump,
     "sweeps.hparam_grid.train.steps": bump,
     "bench.repeats": bump,
-    "speedrun.target_floor_ratio": bump,
+    "speedrun.target_floor_ratio": lambda v: v * 2,
 }
 
 
