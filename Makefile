@@ -41,12 +41,13 @@ TORCH_VERSION = $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.lock)
 repro: $(STAMP)
 	dvc repro
 
+# Two workers: tests/conftest.py keeps every module of the smoke repository on one of them.
 test: $(STAMP)
-	pytest -q
+	pytest -q -n 2
 
 # The unit layer: every test not marked `slow` (no real pipeline, no long training); about a minute.
 test-fast: $(STAMP)
-	pytest -q -m "not slow"
+	pytest -q -n 2 -m "not slow"
 
 lint: $(STAMP)
 	ruff check picollm stages tests scripts

@@ -1,9 +1,9 @@
 """Figures of what the models attend to (see picollm/interpret.py for the scores drawn here).
 
-- `induction_heatmap`: induction score (and optionally previous-token score) per layer and head;
+- `head_heatmap`: scores per layer and head (name copy, induction, previous token), one panel each;
 - `phase_change_plot`: validation loss, the cost of recurring names and the best head's
-  induction score against training tokens, one panel each on a shared axis, with a line where
-  the induction score first reaches the threshold: the three move together, as one event;
+  induction and name-copy scores against training tokens, one panel each on a shared axis, with
+  a line where a head first reaches the threshold: they move together, as one event;
 - `attention_picture`: one story's text, shaded by where one head looks from chosen positions.
 
 Same inputs, same PNG bytes (picollm.plots.save_png). Figures are built without pyplot's global
@@ -40,20 +40,18 @@ def _matrix(scores: Sequence[Sequence[float]], name: str) -> np.ndarray:
     return grid
 
 
-def induction_heatmap(scores: Sequence[Sequence[float]], path: Path, title: str = "",
-                      previous_token: Sequence[Sequence[float]] | None = None) -> None:
-    """Layers x heads heatmap of induction scores, heads at or above 0.4 outlined; with
-    `previous_token`, a second panel of previous-token scores (the heads induction builds on)."""
-    panels = [("induction score", _matrix(scores, "induction scores"))]
-    if previous_token is not None:
-        panels.append(("previous-token score", _matrix(previous_token, "previous-token scores")))
-    layers, heads = panels[0][1].shape
-    fig, sns = _figure(width=len(panels) * (0.75 * heads + 2.2), height=0.55 * layers + 1.8)
+def head_heatmap(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], path: Path, title: str = "") -> None:
+    """One layers x heads heatmap per (label, scores) panel, all on 0..1, heads at or above 0.4 outlined."""
+    grids = [(label, _matrix(scores, f"{label} scores")) for label, scores in panels]
+    if not grids:
+        raise PicoError("head_heatmap needs at least one (label, scores) panel")
+    layers, heads = grids[0][1].shape
+    fig, sns = _figure(width=len(grids) * (0.75 * heads + 2.2), height=0.55 * layers + 1.8)
     from matplotlib.patches import Rectangle
 
-    for index, (label, grid) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), index + 1)
-        sns.heatmap(grid, ax=ax, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis", cbar=index == len(panels) - 1,
+    for index, (label, grid) in enumerate(grids):
+        ax = fig.add_subplot(1, len(grids), index + 1)
+        sns.heatmap(grid, ax=ax, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis", cbar=index == len(grids) - 1,
                     annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
         for layer, head in zip(*np.nonzero(grid >= INDUCTION_THRESHOLD)):
             ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="red", linewidth=2))
@@ -65,12 +63,12 @@ def induction_heatmap(scores: Sequence[Sequence[float]], path: Path, title: str 
     save_png(fig, path)
 
 
-INDUCTION_PANELS = ("max_induction_score", "max_text_induction_score")
+HEAD_PANELS = ("max_induction_score", "max_name_copy_score")  # 0..1 scores of the best head
 PHASE_PANELS = (
     ("val_loss", "val loss (nats/token)"),
     ("recurring_name_nats_per_token", "recurring name\n(nats/token)"),
     ("max_induction_score", "best head's induction\n(random tokens)"),
-    ("max_text_induction_score", "best head's induction\n(the stories)"),
+    ("max_name_copy_score", "best head's name copy\n(the stories)"),
 )
 
 
@@ -79,7 +77,7 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
     max_induction_score (None where unknown) and optionally model (one colour each)."""
     if not rows:
         raise PicoError("phase_change_plot needs at least one snapshot row")
-    required = ("tokens", *(k for k, _ in PHASE_PANELS if k != "max_text_induction_score"))  # the latter: Transformers' newer score
+    required = ("tokens", *(k for k, _ in PHASE_PANELS if k != "max_name_copy_score"))  # the latter: optional
     missing = [key for key in required if key not in rows[0]]
     if missing:
         raise PicoError(f"snapshot rows lack {missing}; each row needs {', '.join(required)}")
@@ -91,7 +89,7 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
     for model in models:
         own = sorted((row for row in rows if str(row.get("model", "")) == model), key=lambda row: row["tokens"])
         onset = next((row["tokens"] for row in own
-                      if max(row.get(key) or 0.0 for key in INDUCTION_PANELS) >= INDUCTION_THRESHOLD), None)
+                      if max(row.get(key) or 0.0 for key in HEAD_PANELS) >= INDUCTION_THRESHOLD), None)
         for ax, (key, _) in zip(axes, PHASE_PANELS):
             points = [(row["tokens"] / 1e6, row[key]) for row in own if row.get(key) is not None]
             if points:
@@ -99,7 +97,7 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
             if onset is not None:
                 ax.axvline(onset / 1e6, color=colours[model], linestyle=":", linewidth=1.2)
     for ax, (key, _) in zip(axes, PHASE_PANELS):
-        if key in INDUCTION_PANELS:  # on the scale where 0.4 means an induction head, so noise stays flat
+        if key in HEAD_PANELS:  # on the scale where 0.4 means an induction (or copying) head, so noise stays flat
             ax.axhline(INDUCTION_THRESHOLD, color="grey", linestyle="--", linewidth=1)
             ax.set_ylim(0.0, 1.0)
     for ax, (_, label) in zip(axes, PHASE_PANELS):
@@ -108,7 +106,7 @@ def phase_change_plot(rows: Sequence[dict], path: Path, title: str = "") -> None
     axes[-1].set_xlabel(f"training tokens (millions); dotted: first snapshot with a head >= {INDUCTION_THRESHOLD}")
     if any(models):
         axes[0].legend(loc="best", fontsize=8)
-    axes[0].set_title(title or "the induction head and the loss on recurring names arrive together")
+    axes[0].set_title(title or "the copying head and the loss on recurring names arrive together")
     save_png(fig, path)
 
 

@@ -8,11 +8,12 @@ from its start (after the end-of-text token that precedes every story in trainin
   (picollm/loss_classes.py), the loss that falls when a model learns to copy;
 - the in-context learning score (picollm/interpret.py): loss late in a story minus early;
 - Transformers only: every head's previous-token and induction score on repeated random tokens
-  (the standard test of the circuit), the induction score on the stories themselves, and the
-  strongest head of each.
+  (the standard test of the circuit), its induction and name-copy scores on the stories
+  themselves (story_attention_scores), and the strongest head of each.
 
-The last snapshot is the trained model; its heads' induction scores on the stories are drawn as a
-heatmap, and the strongest such head's attention on the first validation story with a recurring name.
+The last snapshot is the trained model; its heads' name-copy, induction and previous-token scores
+are drawn as heatmaps, and the strongest copying head's attention on the first validation story
+with a recurring name.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from picollm.checkpoint import load_checkpoint
 from picollm.interpret import ICL_EARLY, ICL_LATE, ICL_WINDOW, head_scores, in_context_score, position_nll, strongest_head
-from picollm.interpret_plots import INDUCTION_THRESHOLD, attention_picture, induction_heatmap
+from picollm.interpret_plots import INDUCTION_THRESHOLD, attention_picture, head_heatmap
 from picollm.loss_classes import NAME_REPEAT, document_token_classes
 from picollm.models.base import LanguageModel
 from picollm.models.loading import load_model
@@ -41,30 +42,59 @@ def head_period(model: LanguageModel) -> int:
     return min(HEAD_PERIOD, (model.max_context - 1) // 2)
 
 
+def story_attention_pairs(ids: list[int], classes: list[int], start_id: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The (query, key) pairs both story scores average over, for one story read as `ids` (the
+    start token, then the story; `classes[p]` is the class of story token p, i.e. of ids[p + 1]).
+
+    - induction: every query whose token occurred earlier (not just before it), with the key right
+      after its latest earlier occurrence;
+    - name copy: every query whose next token is a recurring name token, with each earlier position
+      that holds that very token (attention there is what lets a head copy the name forward)."""
+    induction, copy = [], []
+    seen: dict[int, list[int]] = {}  # token -> its positions so far (after the start token)
+    for q, token in enumerate(ids):
+        if token != start_id and token in seen and seen[token][-1] + 1 < q:
+            induction.append((q, seen[token][-1] + 1))
+        if q:
+            seen.setdefault(token, []).append(q)
+        if q + 1 < len(ids) and classes[q] == NAME_REPEAT:
+            copy += [(q, k) for k in seen.get(ids[q + 1], ())]
+    return induction, copy
+
+
 @torch.inference_mode()
-def text_induction_scores(model: LanguageModel, stories: list[list[int]], start_id: int) -> list[list[float]]:
-    """The induction score on the validation stories themselves: for every token that occurred
-    earlier in its story, the attention from it to the token right after that earlier occurrence,
-    per layer and head, averaged over all such tokens. Random repeated tokens (the standard score)
-    test the general circuit; this tests what the model does on its own text, where a head may
-    find a name's continuation by its content rather than by position."""
+def story_attention_scores(model: LanguageModel, stories: list[list[int]], classes: list[list[int]], start_id: int,
+                           batch_size: int = 16) -> dict[str, list[list[float]]]:
+    """Per layer and head, on the validation stories themselves (each read from the start token):
+
+    - `text_induction`: the mean attention from a repeated token to the token right after its
+      earlier occurrence. Random repeated tokens (the standard score) test the general circuit;
+      this tests what the model does on its own text.
+    - `name_copy`: where the next token is a recurring name token, the attention a head pays to
+      that token's earlier occurrences, summed over them and averaged over such queries. A head
+      near 1 looks straight at the name it is about to repeat (a copying head); unlike the
+      induction score it does not ask how the head found it (by the token before, or by content).
+
+    Stories are right-padded into batches, which a causal model never sees."""
     n_layer, n_head = model.config.n_layer, model.config.n_head
-    total, count = torch.zeros(n_layer, n_head, dtype=torch.float64), 0
-    for story in stories:
-        ids = [start_id, *story][: model.max_context]
-        last: dict[int, int] = {}
-        pairs = []
-        for q, token in enumerate(ids):
-            if token != start_id and token in last and last[token] + 1 < q:
-                pairs.append((q, last[token] + 1))
-            last[token] = q
-        if not pairs:
-            continue
-        _, maps = model.forward_with_attention(torch.tensor([ids]))
-        queries, keys = torch.tensor([q for q, _ in pairs]), torch.tensor([k for _, k in pairs])
-        total += maps[0][:, :, queries, keys].double().sum(dim=-1)
-        count += len(pairs)
-    return [[round(float(v), ROUND) for v in row] for row in (total / max(count, 1))]
+    totals = {key: torch.zeros(n_layer, n_head, dtype=torch.float64) for key in ("text_induction", "name_copy")}
+    queries = {key: 0 for key in totals}
+    sequences = [[start_id, *story][: model.max_context] for story in stories]
+    for begin in range(0, len(sequences), batch_size):
+        group = sequences[begin : begin + batch_size]
+        padded = torch.full((len(group), max(len(ids) for ids in group)), start_id, dtype=torch.long)
+        for row, ids in enumerate(group):
+            padded[row, : len(ids)] = torch.tensor(ids)
+        _, maps = model.forward_with_attention(padded)
+        for row, ids in enumerate(group):
+            induction, copy = story_attention_pairs(ids, classes[begin + row], start_id)
+            for key, pairs in (("text_induction", induction), ("name_copy", copy)):
+                if pairs:
+                    q, k = (torch.tensor(column) for column in zip(*pairs))
+                    totals[key] += maps[row][:, :, q, k].double().sum(dim=-1)
+            queries["text_induction"] += len(induction)
+            queries["name_copy"] += len({q for q, _ in copy})
+    return {key: [[round(float(v), ROUND) for v in row] for row in totals[key] / max(queries[key], 1)] for key in totals}
 
 
 def in_context_positions(model: LanguageModel) -> dict[str, int]:
@@ -96,14 +126,14 @@ def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[lis
     if model.family == "transformer":
         heads = head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
                             exclude_ids=[tok.eot_id], start_id=tok.eot_id)
-        layer, head, score = strongest_head(heads["induction"])
-        heads["text_induction"] = text_induction_scores(model, stories, tok.eot_id)
-        text_layer, text_head, text_score = strongest_head(heads["text_induction"])
-        row.update(heads=heads, strongest_induction_head={"layer": layer, "head": head, "score": score},
-                   max_induction_score=score, max_text_induction_score=text_score,
-                   strongest_text_induction_head={"layer": text_layer, "head": text_head, "score": text_score})
+        heads.update(story_attention_scores(model, stories, classes, tok.eot_id))
+        for key in ("induction", "text_induction", "name_copy"):
+            layer, head, score = strongest_head(heads[key])
+            row[f"max_{key}_score"] = score
+            row[f"strongest_{key}_head"] = {"layer": layer, "head": head, "score": score}
+        row["heads"] = heads
     else:
-        row["max_induction_score"] = row["max_text_induction_score"] = None
+        row["max_induction_score"] = row["max_text_induction_score"] = row["max_name_copy_score"] = None
     return row
 
 
@@ -135,11 +165,12 @@ def first_recurring_name(classes: list[list[int]], limit: int) -> tuple[int, int
 
 def draw_final_heads(name: str, model: LanguageModel, result: dict, texts: list[str], tok: Tokenizer,
                      names: frozenset[str], heatmap: Path, picture: Path) -> None:
-    """The last snapshot's induction heatmap, and where its strongest induction head looks on a story."""
+    """The last snapshot's head heatmaps, and where its strongest copying head looks on a story."""
     final = result["snapshots"][-1]
-    induction_heatmap(final["heads"]["text_induction"], heatmap,
-                      title=f"{name}: induction score per head on the stories (end of training)",
-                      previous_token=final["heads"]["previous_token"])
+    heads = final["heads"]
+    head_heatmap([("name copy (stories)", heads["name_copy"]), ("induction (stories)", heads["text_induction"]),
+                  ("previous token (random)", heads["previous_token"])], heatmap,
+                 title=f"{name}: what each head does at the end of training")
     classes = [document_token_classes(text, tok, names) for text in texts]
     found = first_recurring_name(classes, model.max_context - 1)
     if found is None:
@@ -148,7 +179,7 @@ def draw_final_heads(name: str, model: LanguageModel, result: dict, texts: list[
     ids = [tok.eot_id, *tok.encode(texts[story])][: model.max_context]
     with torch.inference_mode():
         _, maps = model.forward_with_attention(torch.tensor([ids]))
-    strongest = final["strongest_text_induction_head"]
+    strongest = final["strongest_name_copy_head"]
     attn = maps[0, strongest["layer"], strongest["head"]].double().tolist()
     # ids[0] is the end-of-text token, so story token p sits at index p + 1 and is predicted at index p.
     queries = [p for p, kind in enumerate(classes[story][: len(ids) - 1]) if kind == NAME_REPEAT][:3]

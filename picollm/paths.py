@@ -36,7 +36,7 @@ def interpret_metrics(name: str) -> Path:
 def interpret_figures(name: str) -> dict[str, Path]:
     """interpret@<name>'s figures, in one directory per model (the head figures: Transformers only)."""
     directory = PLOTS_DIR / "interpret" / name
-    return {"phase": directory / "over_training.png", "heads": directory / "induction_heads.png",
+    return {"phase": directory / "over_training.png", "heads": directory / "heads.png",
             "attention": directory / "attention.png"}
 
 

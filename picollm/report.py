@@ -127,19 +127,21 @@ def interpret_section(models: list[str]) -> str:
     docs = {m: read_json(paths.interpret_metrics(m)) for m in models if paths.interpret_metrics(m).is_file()}
     if not docs:
         return "<p>No interpretability results yet.</p>"
-    rows = []
-    for model, doc in docs.items():
-        final = doc["final"]
-        head = final.get("strongest_induction_head")
-        text = final.get("strongest_text_induction_head")
-        rows.append([model, fmt(final["recurring_name_nats_per_token"]), fmt(final["in_context"]["in_context_score"]),
-                     f"L{head['layer']} H{head['head']}: {fmt(head['score'])}" if head else "(no heads)",
-                     f"L{text['layer']} H{text['head']}: {fmt(text['score'])}" if text else "(no heads)"])
+
+    def strongest(final: dict, key: str) -> str:
+        head = final.get(f"strongest_{key}_head")
+        return f"L{head['layer']} H{head['head']}: {fmt(head['score'])}" if head else "(no heads)"
+
+    rows = [[model, fmt(doc["final"]["recurring_name_nats_per_token"]), fmt(doc["final"]["in_context"]["in_context_score"]),
+             *(strongest(doc["final"], key) for key in ("name_copy", "induction", "text_induction"))]
+            for model, doc in docs.items()]
     parts = ["<p>Every training snapshot scored on the first validation stories: the loss on recurring names "
              "(what copying lowers), the in-context score (loss late in a story minus early; negative means the "
-             "context helps) and, for Transformers, the strongest induction head (0.4 and above: an induction head).</p>",
-             table(["model", "recurring name (nats/token)", "in-context score", "strongest induction head (random tokens)",
-                    "strongest induction head (the stories)"], rows, {1, 2})]
+             "context helps) and, for Transformers, the strongest head by each attention score (0.4 and above: "
+             "a copying or induction head). Name copy: the attention paid, before a recurring name, to that "
+             "name's earlier mentions.</p>",
+             table(["model", "recurring name (nats/token)", "in-context score", "strongest name-copy head (stories)",
+                    "strongest induction head (random tokens)", "strongest induction head (stories)"], rows, {1, 2})]
     for model in docs:
         parts += [figure(p) for p in sorted((paths.PLOTS_DIR / "interpret" / model).glob("*.png"))]
     return "\n".join(parts)

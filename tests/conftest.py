@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,39 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 SLOW_FIXTURES = {"smoke_repo", "smoke_clone", "finished", "copy_model"}
 
 
+# The test modules that use the shared smoke repository (its one `dvc repro` is the costliest setup).
+SMOKE_MODULES = {
+    f"tests/{path.name}" for path in Path(__file__).parent.glob("test_*.py")
+    if re.search(r"\bsmoke_(repo|clone)\b", path.read_text(encoding="utf-8"))
+}
+
+
+def in_smoke_module(item) -> bool:
+    return item.nodeid.split("::", 1)[0] in SMOKE_MODULES
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    # The smoke modules first: under `pytest -n 2` their worker starts on the longest unit at once.
+    items.sort(key=lambda item: not in_smoke_module(item))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `pytest -n 2`: each module's tests on one worker (module fixtures are built
+    once), and every module of the smoke repository on the same worker (so it is built once too),
+    scheduled in collection order, smoke first, while the other worker takes the rest."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
+
+    class SmokeModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "smoke" if module in SMOKE_MODULES else module
+
+    return SmokeModulesTogether(config, log)
 
 
 @pytest.fixture(scope="session")

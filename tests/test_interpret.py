@@ -26,7 +26,9 @@ from picollm.interpret import (
     strongest_head,
     top_attended,
 )
-from picollm.interpret_plots import attention_picture, induction_heatmap, phase_change_plot
+from picollm.interpret_plots import attention_picture, head_heatmap, phase_change_plot
+from picollm.interpret_training import story_attention_pairs, story_attention_scores
+from picollm.loss_classes import NAME_REPEAT, OTHER
 from picollm.models.loading import load_model
 from picollm.models.presets import TRANSFORMER_PRESETS
 from picollm.models.registry import build_model
@@ -283,6 +285,54 @@ def test_position_nll_reads_recurrent_and_kgram_models_past_their_block_size(spe
     np.testing.assert_allclose(nll[1, :5], reference[:5], rtol=1e-5, atol=1e-5)
 
 
+# ---------------------------------------------------------------- scores on the stories
+
+START = 9
+
+
+def test_story_pairs_are_repeats_for_induction_and_earlier_copies_of_a_recurring_name():
+    # ids:      START  5  7  3  5  7  3  7     (story tokens 5 7 3 5 7 3 7; class of ids[p + 1] is classes[p])
+    ids = [START, 5, 7, 3, 5, 7, 3, 7]
+    classes = [OTHER, NAME_REPEAT, OTHER, OTHER, NAME_REPEAT, OTHER, NAME_REPEAT]
+    induction, copy = story_attention_pairs(ids, classes, START)
+    # a repeated token at q looks at the token after its latest earlier occurrence
+    assert induction == [(4, 2), (5, 3), (6, 4), (7, 6)]
+    # predicting ids[q + 1] (a recurring name token) from q: every earlier position holding it; the
+    # name at ids[2] (q = 1) has no earlier copy and gives no pair
+    assert copy == [(4, 2), (6, 2), (6, 5)]
+
+
+class ScriptedAttention(nn.Module):
+    """A stand-in with two heads in one layer: head 0 attends uniformly to 0..q, head 1 only to
+    the latest earlier position holding the token that comes next (an ideal copying head)."""
+
+    family = "transformer"
+    max_context = 12
+    config = dataclasses.make_dataclass("Config", [("n_layer", int), ("n_head", int)])(1, 2)
+
+    def forward_with_attention(self, idx):
+        B, T = idx.shape
+        maps = torch.zeros(B, 1, 2, T, T)
+        for b in range(B):
+            for q in range(T):
+                maps[b, 0, 0, q, : q + 1] = 1.0 / (q + 1)
+                ahead = int(idx[b, q + 1]) if q + 1 < T else None
+                earlier = [k for k in range(1, q + 1) if int(idx[b, k]) == ahead]
+                maps[b, 0, 1, q, earlier[-1] if earlier else q] = 1.0
+        return None, maps
+
+
+def test_story_scores_are_exact_on_scripted_heads_and_do_not_depend_on_the_batch():
+    stories = [[5, 7, 3, 5, 7, 3, 7], [4, 4, 4], [6, 8, 6, 8, 6]]
+    classes = [[OTHER, NAME_REPEAT, OTHER, OTHER, NAME_REPEAT, OTHER, NAME_REPEAT], [OTHER, NAME_REPEAT, NAME_REPEAT],
+               [OTHER] * 5]
+    scores = story_attention_scores(ScriptedAttention(), stories, classes, START, batch_size=3)
+    # name copy: queries 4 and 6 of story 0 (ids[5] = 7 at 2; ids[7] = 7 at 2 and 5), 1 and 2 of story 1
+    uniform = np.mean([1 / 5, 2 / 7, 1 / 2, 2 / 3])
+    assert scores["name_copy"] == [[round(uniform, 6), 1.0]]
+    assert story_attention_scores(ScriptedAttention(), stories, classes, START, batch_size=1) == scores
+
+
 def test_in_context_score_is_late_window_minus_early_window_on_stories_reaching_both():
     nll = np.full((3, 12), np.nan)
     nll[0, :12] = [4, 3, 2, 5, 1, 1, 1, 0.5, 0.25, 0.5, 9, 9]
@@ -385,7 +435,7 @@ def test_figures_are_written_and_deterministic(tmp_path):
     attn[7] = 0.0
     attn[7, 2] = 1.0
     for run in ("first", "second"):
-        induction_heatmap(scores, tmp_path / f"heat_{run}.png", title="tiny", previous_token=scores[::-1])
+        head_heatmap([("copy", scores), ("previous", scores[::-1])], tmp_path / f"heat_{run}.png", title="tiny")
         phase_change_plot(rows, tmp_path / f"phase_{run}.png")
         attention_picture(tokens, attn, [7, 9], tmp_path / f"picture_{run}.png", title="one story")
     for name in ("heat", "phase", "picture"):

@@ -78,6 +78,52 @@ class Study:
         return [noise_table(table)]
 
 
+class ScalingStudy(Study):
+    """A study along one axis whose held-out loss the law L(x) = E + A·x^-α is fitted to, over the
+    row field `law_field`. Per model, its summary holds the study's own numbers at the two ends
+    (`ends`), the effect between them against the seed spread, the law, anything the study
+    extrapolates from it (`extrapolate`) and the check of the law fitted without the largest point;
+    its findings are the study's sentences about each model (`model_findings`) and the points'
+    distance from the unigram baseline. Its CSV has train and held-out loss against the third of
+    `csv_fields`."""
+
+    law_field = ""
+
+    def ends(self, first: dict, last: dict) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def extrapolate(self, law: dict, section) -> dict[str, Any]:
+        return {}
+
+    def model_findings(self, model: str, summary: dict, noise: dict) -> list[str]:
+        raise NotImplementedError
+
+    def summarize(self, table: dict, section) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        for model, group in by_model(table["rows"]).items():
+            group = sorted(group, key=lambda r: r[self.law_field])
+            x, y = [r[self.law_field] for r in group], [r["val_loss"] for r in group]
+            law = fit.fit_law(x, y)
+            summary[model] = {
+                **self.ends(group[0], group[-1]),
+                **against_noise(group[0]["val_loss"] - group[-1]["val_loss"], table["noise"]),
+                "law": law,
+                **self.extrapolate(law, section),
+                "holdout": fit.holdout_check(x, y) if len(group) > fit.MIN_POINTS else None,
+            }
+        return summary
+
+    def findings(self, table: dict) -> list[str]:
+        out = [line for model, s in table["summary"].items() for line in self.model_findings(model, s, table["noise"])]
+        share = unigram_share(table)
+        return out + ([share] if share else [])
+
+    def csv_rows(self, table: dict) -> list[dict]:
+        axis = self.csv_fields[2]
+        return [{"model": r["model"], "split": split, axis: r[axis], "loss": r[f"{split}_loss"]}
+                for r in table["rows"] for split in ("train", "val")]
+
+
 # ------------------------------------------------------------------------------ shared numbers
 def by_model(rows: list[dict]) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
@@ -160,6 +206,7 @@ def law_figure(canvas: Canvas, table: dict, x_field: str, curves: Callable[[dict
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
 
 def draw_noise(ax, table: dict, x_field: str, colour) -> None:
     """The seed spread as an error bar at the noise point (min to max over its seeds)."""

@@ -12,83 +12,61 @@ from __future__ import annotations
 
 from typing import Any
 
-from picollm.studies import fit
 from picollm.studies.base import (
     ReportTable,
-    Study,
-    against_noise,
-    by_model,
+    ScalingStudy,
     change,
     law_curve,
     law_figure,
     law_words,
     noise_table,
     noise_words,
-    unigram_share,
 )
 
 
-class CorpusSize(Study):
+class CorpusSize(ScalingStudy):
     name = "corpus_size"
     title = "Corpus size"
     figures = {"sweep_corpus_size.png": "Study corpus_size: train and held-out loss against the corpus's tokens at a fixed "
                                         "token budget, the fitted law through the held-out points and the seed spread."}
     csv_fields = ("model", "split", "docs", "loss")
+    law_field = "corpus_tokens"
 
     def row(self, doc: dict, axes: list[str]) -> dict:
         return {**super().row(doc, axes), "corpus_tokens": doc["corpus_tokens"]}
 
-    def summarize(self, table: dict, section) -> dict[str, Any]:
-        summary: dict[str, Any] = {}
-        for model, group in by_model(table["rows"]).items():
-            group = sorted(group, key=lambda r: r["docs"])
-            small, large = group[0], group[-1]
-            x, y = [r["corpus_tokens"] for r in group], [r["val_loss"] for r in group]
-            summary[model] = {
-                "docs_smallest": small["docs"], "docs_largest": large["docs"], "train_tokens": small["train_tokens"],
-                "val_loss_smallest": small["val_loss"], "val_loss_largest": large["val_loss"],
-                "gap_smallest": round(small["val_loss"] - small["train_loss"], 6),
-                "gap_largest": round(large["val_loss"] - large["train_loss"], 6),
-                **against_noise(small["val_loss"] - large["val_loss"], table["noise"]),
-                "law": fit.fit_law(x, y),
-                "holdout": fit.holdout_check(x, y) if len(group) > fit.MIN_POINTS else None,
-            }
-        return summary
+    def ends(self, small: dict, large: dict) -> dict[str, Any]:
+        return {
+            "docs_smallest": small["docs"], "docs_largest": large["docs"], "train_tokens": small["train_tokens"],
+            "val_loss_smallest": small["val_loss"], "val_loss_largest": large["val_loss"],
+            "gap_smallest": round(small["val_loss"] - small["train_loss"], 6),
+            "gap_largest": round(large["val_loss"] - large["train_loss"], 6),
+        }
 
-    def findings(self, table: dict) -> list[str]:
-        out = []
-        noise = table["noise"]
-        for model, s in table["summary"].items():
-            if s["docs_largest"] == s["docs_smallest"]:
-                out.append(f"{model} trained on one corpus size only ({s['docs_largest']:,} documents): "
-                           f"val loss {s['val_loss_largest']:.3f}.")
-                continue
-            growth = s["docs_largest"] / s["docs_smallest"]
+    def model_findings(self, model: str, s: dict, noise: dict) -> list[str]:
+        if s["docs_largest"] == s["docs_smallest"]:
+            return [f"{model} trained on one corpus size only ({s['docs_largest']:,} documents): val loss {s['val_loss_largest']:.3f}."]
+        growth = s["docs_largest"] / s["docs_smallest"]
+        out = [
+            f"{model} at a fixed {s['train_tokens']:,} training tokens: held-out loss {change(s['val_loss_smallest'], s['val_loss_largest'])} "
+            f"({-s['effect']:+.3f}) as the corpus grows {growth:g}x ({s['docs_smallest']:,} to {s['docs_largest']:,} documents), "
+            f"{noise_words(s, noise)}; the train/held-out gap goes from {s['gap_smallest']:.3f} to {s['gap_largest']:.3f}."
+        ]
+        law = s["law"]
+        if law["converged"]:
+            out.append(f"Fitted over corpus tokens N: {law_words(law, 'N')}; with unlimited text this budget would level "
+                       f"off at a held-out loss of {law['E']:.3f} ± {law['E_se']:.3f}.")
+        else:
+            out.append(f"{model}: {law_words(law, 'N')}.")
+        check = s["holdout"]
+        if check and check["checked"]:
+            within = abs(check["loss_error"]) <= noise["spread"]
             out.append(
-                f"{model} at a fixed {s['train_tokens']:,} training tokens: held-out loss {change(s['val_loss_smallest'], s['val_loss_largest'])} "
-                f"({-s['effect']:+.3f}) as the corpus grows {growth:g}x ({s['docs_smallest']:,} to {s['docs_largest']:,} documents), "
-                f"{noise_words(s, noise)}; the train/held-out gap goes from {s['gap_smallest']:.3f} to {s['gap_largest']:.3f}."
+                f"Check: fitted without the largest corpus ({check['x']:,} tokens), the law predicts its held-out loss as "
+                f"{check['predicted_loss']:.3f}; it measured {check['loss']:.3f} (off by {check['loss_error']:+.3f}, "
+                f"{'inside' if within else 'outside'} the seed spread {noise['spread']:.3f})."
             )
-            law = s["law"]
-            if law["converged"]:
-                out.append(f"Fitted over corpus tokens N: {law_words(law, 'N')}; with unlimited text this budget would level "
-                           f"off at a held-out loss of {law['E']:.3f} ± {law['E_se']:.3f}.")
-            else:
-                out.append(f"{model}: {law_words(law, 'N')}.")
-            check = s["holdout"]
-            if check and check["checked"]:
-                within = abs(check["loss_error"]) <= noise["spread"]
-                out.append(
-                    f"Check: fitted without the largest corpus ({check['x']:,} tokens), the law predicts its held-out loss as "
-                    f"{check['predicted_loss']:.3f}; it measured {check['loss']:.3f} (off by {check['loss_error']:+.3f}, "
-                    f"{'inside' if within else 'outside'} the seed spread {noise['spread']:.3f})."
-                )
-        share = unigram_share(table)
-        return out + ([share] if share else [])
-
-    def csv_rows(self, table: dict) -> list[dict]:
-        return [{"model": r["model"], "split": split, "docs": r["docs"], "loss": r[f"{split}_loss"]}
-                for r in table["rows"] for split in ("train", "val")]
+        return out
 
     def plot(self, table: dict, canvas) -> dict[str, Any]:
         def curves(s: dict, x: list[float]) -> list:
