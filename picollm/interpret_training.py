@@ -137,10 +137,13 @@ def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[lis
     return row
 
 
-def interpret_snapshots(snapshots: list[Path], texts: list[str], tok: Tokenizer, names: frozenset[str]) -> dict:
+def story_tokens_and_classes(texts: list[str], tok: Tokenizer, names: frozenset[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """The stories' token ids and each token's class (picollm/loss_classes.py), computed once per stage."""
+    return [tok.encode(text) for text in texts], [document_token_classes(text, tok, names) for text in texts]
+
+
+def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes: list[list[int]], tok: Tokenizer) -> dict:
     """Every snapshot's row, in training order, and what they were measured on."""
-    stories = [tok.encode(text) for text in texts]
-    classes = [document_token_classes(text, tok, names) for text in texts]
     rows = []
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
@@ -163,20 +166,19 @@ def first_recurring_name(classes: list[list[int]], limit: int) -> tuple[int, int
     return None
 
 
-def draw_final_heads(name: str, model: LanguageModel, result: dict, texts: list[str], tok: Tokenizer,
-                     names: frozenset[str], heatmap: Path, picture: Path) -> None:
+def draw_final_heads(name: str, model: LanguageModel, result: dict, stories: list[list[int]], classes: list[list[int]],
+                     tok: Tokenizer, heatmap: Path, picture: Path) -> None:
     """The last snapshot's head heatmaps, and where its strongest copying head looks on a story."""
     final = result["snapshots"][-1]
     heads = final["heads"]
     head_heatmap([("name copy (stories)", heads["name_copy"]), ("induction (stories)", heads["text_induction"]),
                   ("previous token (random)", heads["previous_token"])], heatmap,
                  title=f"{name}: what each head does at the end of training")
-    classes = [document_token_classes(text, tok, names) for text in texts]
     found = first_recurring_name(classes, model.max_context - 1)
     if found is None:
         return
     story, _ = found
-    ids = [tok.eot_id, *tok.encode(texts[story])][: model.max_context]
+    ids = [tok.eot_id, *stories[story]][: model.max_context]
     with torch.inference_mode():
         _, maps = model.forward_with_attention(torch.tensor([ids]))
     strongest = final["strongest_name_copy_head"]
