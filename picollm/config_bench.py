@@ -54,6 +54,6 @@ class BenchParams(Strict):
     peak_size: int = Field(1024, ge=64, le=8192, description="side of the square matrices of the peak measurement")
     bfloat16: Literal["auto", "always", "never"] = Field("auto", description="auto: only where the CPU has native bf16")
     compile: bool = Field(False, description="also time torch.compile'd training of the reference (compiling takes ~1 min)")
-    isolate: bool = Field(True, description="one subprocess per model: a clean peak RSS each")
+    isolate: bool = Field(False, description="one subprocess per model: nothing held from earlier jobs in its peak RSS")
     generation: BenchGenerationParams = BenchGenerationParams()
     tokenizer_mb: float = Field(2.0, gt=0.0, le=1024.0, description="megabytes of generated stories encoded per repetition")

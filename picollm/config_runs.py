@@ -33,7 +33,7 @@ class TrainParams(Strict):
     checkpoint_every: int = Field(100, ge=1)
     device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
     allow_device_fallback: bool = False
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "auto"] = "float32"  # auto: bf16 where native (device.resolve_dtype)
     compile: bool = False
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
     nproc: int = Field(1, ge=1, le=1024, description="data-parallel processes (torchrun); 1 = plain python")

@@ -36,6 +36,30 @@ def resolve_device(requested: str, allow_fallback: bool = False, announce: bool 
     return torch.device(chosen)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run in hardware here: CUDA's answer, or oneDNN's on a CPU (AVX512-BF16
+    or AMX, and not pinned to the portable AVX2 kernels, under which it answers no)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_dtype(requested: str, device: torch.device, announce: bool = True) -> str:
+    """`auto` is bf16 autocast where bf16 is native on `device`, float32 elsewhere (emulated bf16
+    runs at a few percent of the float32 peak); an explicit choice stays as asked."""
+    if requested != "auto":
+        return requested
+    chosen = "bfloat16" if native_bf16(device) else "float32"
+    if announce:
+        print(f"dtype: {chosen} (asked for auto; native bf16 on {device.type}: {chosen == 'bfloat16'})", file=sys.stderr)
+    return chosen
+
+
 def autocast(device: torch.device, dtype: str):
     """bf16 autocast where asked; fp32 runs with no context at all."""
     if dtype == "bfloat16":

@@ -4,7 +4,8 @@
 
 `train.optimizer: muon` follows modded-nanogpt and Keller Jordan's Muon: the hidden 2-D weight
 matrices (attention, MLP and recurrent weights) are updated by `torch.optim.Muon`, whose step is
-the momentum orthogonalised by a few Newton-Schulz iterations; embeddings, the output head,
+the momentum orthogonalised by a few Newton-Schulz iterations (here in float32: `Muon` below);
+embeddings, the output head,
 norms and biases keep AdamW, where an orthogonalised update has no meaning (a gather, a
 per-coordinate gain) or hurts (the head). `adjust_lr_fn="match_rms_adamw"` scales Muon's step to
 AdamW's update size, so both groups follow the same learning-rate schedule.
@@ -16,6 +17,7 @@ bench treat them alike.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -51,6 +53,52 @@ def _adamw(params: list[nn.Parameter], train: TrainParams) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), **kind)
 
 
+def newton_schulz(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """torch.optim.Muon's quintic Newton-Schulz orthogonalisation, computed in `dtype`."""
+    a, b, c = coefficients
+    x = update.to(dtype)
+    if update.size(0) > update.size(1):
+        x = x.T
+    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if update.size(0) > update.size(1) else x
+
+
+class Muon(torch.optim.Muon):
+    """`torch.optim.Muon` (same state, same update) with the Newton-Schulz iterations in float32.
+
+    torch runs them in bfloat16, which is fast only where bf16 matmuls are native. On an AVX2 CPU,
+    and on any CPU under the portable kernels (picollm/kernels.py), they are emulated at about 1%
+    of the float32 peak and the orthogonalisation costs more than the rest of the step; in float32
+    it costs a few percent of a step, and is the same computation on every CPU.
+    """
+
+    def __init__(self, params, dtype: torch.dtype = torch.float32, **kwargs):
+        super().__init__(params, **kwargs)
+        if any(g["adjust_lr_fn"] != "match_rms_adamw" for g in self.param_groups):
+            raise ValueError("picollm's Muon scales its step as AdamW's (adjust_lr_fn='match_rms_adamw') only")
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ValueError("picollm's Muon takes no closure")
+        for group in self.param_groups:
+            params, grads, buffers = [], [], []
+            self._init_group(group, params, grads, buffers)
+            momentum, lr = group["momentum"], group["lr"]
+            for param, grad, buffer in zip(params, grads, buffers):
+                buffer.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+                update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"], self.dtype)
+                param.mul_(1 - lr * group["weight_decay"])
+                param.add_(update, alpha=-lr * (0.2 * math.sqrt(max(param.shape[:2]))))  # match_rms_adamw
+        return None
+
+
 class MuonWithAdamW:
     """Muon on `hidden` matrices, AdamW on every other trainable parameter, stepped together."""
 
@@ -58,7 +106,7 @@ class MuonWithAdamW:
         hidden = hidden_matrices(model)
         hidden_ids = {id(p) for p in hidden}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
-        self.muon = torch.optim.Muon(
+        self.muon = Muon(
             hidden, lr=train.lr, weight_decay=train.weight_decay, momentum=train.muon_momentum,
             adjust_lr_fn="match_rms_adamw",
         )

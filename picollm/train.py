@@ -22,7 +22,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,15 @@ import torch.distributed as dist
 from picollm.checkpoint import load_checkpoint, save_checkpoint
 from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
-from picollm.device import ProcessGroup, autocast, compile_model, init_process_group, resolve_device, seed_everything
+from picollm.device import (
+    ProcessGroup,
+    autocast,
+    compile_model,
+    init_process_group,
+    resolve_device,
+    resolve_dtype,
+    seed_everything,
+)
 from picollm.errors import PicoError
 from picollm.io import temp_name_pattern
 from picollm.losses import cross_entropy
@@ -229,6 +237,9 @@ def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, d
 def train_model(job: TrainJob) -> TrainResult:
     train = job.train
     device = resolve_device(train.device, train.allow_device_fallback)
+    if train.dtype == "auto":
+        train = train.model_copy(update={"dtype": resolve_dtype(train.dtype, device)})
+        job = replace(job, train=train)
     group = init_process_group(device)
     if train.threads:
         torch.set_num_threads(train.threads)

@@ -1,9 +1,12 @@
 """Stage `bench`: speed against the machine's measured matmul peak -> metrics/bench.json,
 reports/bench.md and plots/bench.png (picollm/bench/)."""
 
+import os
 import sys
 import tempfile
 from pathlib import Path
+
+os.environ.setdefault("PICOLLM_KERNELS", "native")  # the bench times this CPU's own kernels (picollm/kernels.py)
 
 from picollm import paths
 from picollm.bench.report import markdown_report, plot_bench

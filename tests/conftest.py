@@ -52,6 +52,7 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: not in_smoke_module(item))
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: `-p no:xdist` runs the suite serially
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs `pytest -n 2`: each module's tests on one worker (module fixtures are built
     once), and every module of the smoke repository on the same worker (so it is built once too),

@@ -104,8 +104,10 @@ def test_bfloat16_autocast_trains_and_decodes(name):
             rest, _ = model.step(ids[:, 5:], state)
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
-    # Decoding in bf16 computes what the bf16 forward computes...
-    torch.testing.assert_close(torch.cat([first, rest], 1).float(), full, rtol=1e-3, atol=1e-3)
+    # Decoding in bf16 computes what the bf16 forward computes, to bf16's resolution (a unit in the
+    # last place is 0.0156 at these magnitudes; emulated bf16 kernels round products of other shapes
+    # differently; a decoding bug moves logits by ~1)...
+    torch.testing.assert_close(torch.cat([first, rest], 1).float(), full, rtol=0.02, atol=0.02)
     # ...and bf16 stays within a few percent of the spread of the fp32 logits (~1 here).
     spread = reference.std().item()
     assert spread > 0.5 and (full - reference).abs().max().item() < 0.05 * spread

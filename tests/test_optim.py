@@ -15,7 +15,7 @@ from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
 from picollm.device import ProcessGroup
 from picollm.models.registry import build_model
-from picollm.optim import MuonWithAdamW, hidden_matrices, make_optimizer
+from picollm.optim import Muon, MuonWithAdamW, hidden_matrices, make_optimizer
 from picollm.train import draw_batch, story_starts, train_model
 
 import helpers as H
@@ -36,6 +36,29 @@ def cache(tmp_path_factory):
 def names_of(model: torch.nn.Module, params: list[torch.nn.Parameter]) -> set[str]:
     ids = {id(p) for p in params}
     return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+
+def _muon_steps(make, steps: int = 3) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(rows, cols)) for rows, cols in ((16, 48), (48, 16), (24, 24))]
+    optimizer = make(params)
+    for step in range(steps):
+        generator = torch.Generator().manual_seed(step)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimizer.step()
+    return [p.detach().clone() for p in params]
+
+
+def test_our_muon_is_torchs_update_with_newton_schulz_in_the_dtype_asked_for():
+    settings = {"lr": 0.02, "weight_decay": 0.1, "momentum": 0.95, "adjust_lr_fn": "match_rms_adamw"}
+    reference = _muon_steps(lambda ps: torch.optim.Muon(ps, **settings))
+    in_bf16 = _muon_steps(lambda ps: Muon(ps, dtype=torch.bfloat16, **settings))
+    in_fp32 = _muon_steps(lambda ps: Muon(ps, **settings))
+    assert all(torch.equal(a, b) for a, b in zip(reference, in_bf16))  # torch's own update, bit for bit
+    assert not all(torch.equal(a, b) for a, b in zip(reference, in_fp32))
+    assert all(torch.allclose(a, b, atol=0.02) for a, b in zip(reference, in_fp32))  # the same update, rounded less
 
 
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():

@@ -1,7 +1,8 @@
 """Timing jobs: a training step, torch's LSTM alone, decoding, the tokenizer and the data loader.
 
-A training job runs in a fresh interpreter (`python -m picollm.bench.jobs worker JOB`) when the
-bench isolates its models, so each reports a clean peak RSS.
+A training job runs in this process (its peak RSS counted from the job's start, where Linux can
+reset it) or, when the bench isolates its models, in a fresh interpreter
+(`python -m picollm.bench.jobs worker JOB`), which holds nothing from earlier jobs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from picollm.bench.machine import matmul_peak, peak_rss_mb, sync
+from picollm.bench.machine import matmul_peak, peak_rss_mb, reset_peak_rss, sync
 from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream, encode_texts
 from picollm.device import init_process_group, resolve_device
@@ -55,8 +56,7 @@ def _timed_repeats(run_once: Callable[[], int], repeats: int, min_seconds: float
 
 def train_speed(job: dict) -> dict:
     """Time the training loop's own step for one model; the job is plain JSON (see `_train_job`)."""
-
-
+    reset_peak_rss()
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     train = TrainParams.model_validate(job["train"])
@@ -88,8 +88,9 @@ def train_speed(job: dict) -> dict:
     for _ in range(job["warmup_steps"] - 1):
         one_step()
     def peak() -> dict:
-        # tokens/s counts every rank's rows, so MFU is against every rank's peak: this one's x ranks.
-        measured = matmul_peak("float32", job["peak_size"], device=device.type)
+        # tokens/s counts every rank's rows, so MFU is against every rank's peak: this one's x ranks;
+        # and against the peak of the dtype the matmuls run in (bf16 under autocast).
+        measured = matmul_peak(train.dtype, job["peak_size"], device=device.type)
         return {**measured, "gflops": measured["gflops"] * group.world_size,
                 "gflops_cpu": measured["gflops_cpu"] * group.world_size}
 

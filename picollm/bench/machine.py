@@ -89,9 +89,25 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window, so a job run in this process reports its own peak (Linux:
+    writing 5 to /proc/self/clear_refs resets VmHWM; elsewhere the peak stays the process's)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (ru_maxrss: kB on Linux, bytes on macOS)."""
+    """This process's peak resident set size since the last `reset_peak_rss` (Linux: VmHWM), or
+    since it started (ru_maxrss: kB on Linux, bytes on macOS)."""
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

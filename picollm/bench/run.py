@@ -9,7 +9,7 @@ shared CPU absolute numbers move with the load while the ratio is what the code 
   `gpt2` preset shaped like nanoGPT's measured GPT): tokens/s of the loop's own `train_step`
   (forward, float32 cross-entropy, backward, clipping, fused AdamW) on batches from the loop's own
   `TokenStream.batch`; achieved GFLOP/s = `flops_per_token` x tokens/s; MFU = achieved / the fp32
-  peak; the peak RSS of a subprocess that does nothing else (`bench.isolate`);
+  peak; the peak RSS from the job's start (a subprocess of its own with `bench.isolate`);
 - bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 / AMX; `bench.bfloat16`);
   elsewhere bf16 matmuls are emulated (0.02-0.07x the fp32 peak on an AVX2 EPYC), so they are
   only measured as a peak and reported as unsupported;
