@@ -4,7 +4,7 @@
 
 `train.optimizer: muon` follows modded-nanogpt and Keller Jordan's Muon: the hidden 2-D weight
 matrices (attention, MLP and recurrent weights) are updated by `torch.optim.Muon`, whose step is
-the momentum orthogonalised by a few Newton-Schulz iterations (here in float32: `Muon` below);
+the momentum orthogonalised by a few Newton-Schulz iterations (in float32 on a CPU: `Muon` below);
 embeddings, the output head,
 norms and biases keep AdamW, where an orthogonalised update has no meaning (a gather, a
 per-coordinate gain) or hurts (the head). `adjust_lr_fn="match_rms_adamw"` scales Muon's step to
@@ -68,15 +68,15 @@ def newton_schulz(update: torch.Tensor, coefficients: tuple[float, float, float]
 
 
 class Muon(torch.optim.Muon):
-    """`torch.optim.Muon` (same state, same update) with the Newton-Schulz iterations in float32.
+    """`torch.optim.Muon` (same state, same update) with the Newton-Schulz iterations in float32 on
+    a CPU, in bfloat16 (as torch) on a GPU, or in `dtype` where given.
 
-    torch runs them in bfloat16, which is fast only where bf16 matmuls are native. On an AVX2 CPU,
-    and on any CPU under the portable kernels (picollm/kernels.py), they are emulated at about 1%
-    of the float32 peak and the orthogonalisation costs more than the rest of the step; in float32
-    it costs a few percent of a step, and is the same computation on every CPU.
+    On an AVX2 CPU, and on any CPU under the portable kernels (picollm/kernels.py), bf16 matmuls
+    are emulated at about 1% of the float32 peak and torch's bf16 iterations cost more than the rest
+    of the step; in float32 they are the same computation on every CPU (docs/reliability.md).
     """
 
-    def __init__(self, params, dtype: torch.dtype = torch.float32, **kwargs):
+    def __init__(self, params, dtype: torch.dtype | None = None, **kwargs):
         super().__init__(params, **kwargs)
         if any(g["adjust_lr_fn"] != "match_rms_adamw" for g in self.param_groups):
             raise ValueError("picollm's Muon scales its step as AdamW's (adjust_lr_fn='match_rms_adamw') only")
@@ -93,7 +93,8 @@ class Muon(torch.optim.Muon):
             for param, grad, buffer in zip(params, grads, buffers):
                 buffer.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-                update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"], self.dtype)
+                dtype = self.dtype or (torch.bfloat16 if param.is_cuda else torch.float32)
+                update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
                 param.mul_(1 - lr * group["weight_decay"])
                 param.add_(update, alpha=-lr * (0.2 * math.sqrt(max(param.shape[:2]))))  # match_rms_adamw
         return None
