@@ -38,8 +38,10 @@ endif
 
 TORCH_VERSION = $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.lock)
 
+# DVC keeps the lock entries of stages that are gone; scripts/prune_lock.py drops them.
 repro: $(STAMP)
 	dvc repro
+	python scripts/prune_lock.py
 
 # Two workers: tests/conftest.py keeps every module of the smoke repository on one of them.
 test: $(STAMP)

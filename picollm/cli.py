@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(attention)
     attention.add_argument("--prompt", required=True, help="text whose tokens to show")
     attention.add_argument("--generate", metavar="N", type=int, default=0, help="append N greedy tokens first (default: %(default)s)")
-    attention.add_argument("--layer", type=int, default=None, help="layer, from 0 (default: the strongest induction head's)")
+    attention.add_argument("--layer", type=int, default=None, help="layer, from 0 (default: interpret@MODEL's strongest copying head, else the strongest induction head)")
     attention.add_argument("--head", type=int, default=None, help="head within the layer, from 0 (give it with --layer)")
     attention.set_defaults(run=run_attention)
 
@@ -268,12 +268,21 @@ def run_models(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- attention
 
 
+def strongest_copying_head(model_name: str) -> dict | None:
+    """The head `interpret@<model>` found copying recurring names at the end of training (layer,
+    head, score), or None where that stage has not run. On the stories it is the head that does
+    the work; the induction score on random tokens can stay near zero for every head."""
+    path = paths.interpret_metrics(model_name)
+    final = read_json(path).get("final") if path.is_file() else None
+    return (final or {}).get("strongest_name_copy_head")
+
+
 def run_attention(args: argparse.Namespace) -> None:
     """One line per token: its position and text, the position and text it attends to most, the weight."""
     if args.generate < 0:
         raise PicoError(f"--generate {args.generate} is not allowed; it must be an integer >= 0")
     if (args.layer is None) != (args.head is None):
-        raise PicoError("--layer and --head go together: give both, or neither for the strongest induction head")
+        raise PicoError("--layer and --head go together: give both, or neither for the strongest copying head")
     model, tok = load_for_generation(args)
     interpret.require_transformer(model, f"model {args.model or args.checkpoint}")
     ids = [tok.eot_id, *tok.encode(args.prompt)]  # as `generate` starts a story
@@ -285,7 +294,12 @@ def run_attention(args: argparse.Namespace) -> None:
             f"{model.max_context}: shorten --prompt or --generate"
         )
     layer, head = args.layer, args.head
-    if layer is None:
+    copying = strongest_copying_head(args.model) if layer is None and args.model else None
+    if copying is not None:
+        layer, head = copying["layer"], copying["head"]
+        title = (f"layer {layer}, head {head}: the strongest name-copying head in {paths.interpret_metrics(args.model)} "
+                 f"(score {copying['score']:.3f} on the validation stories)")
+    elif layer is None:
         period = min(ATTENTION_PERIOD, (model.max_context - 1) // 2)
         scores = interpret.head_scores(model, tok.vocab_size, period, ATTENTION_BATCH, seed=0, exclude_ids=[tok.eot_id], start_id=tok.eot_id)
         layer, head, score = interpret.strongest_head(scores["induction"])

@@ -26,8 +26,8 @@ from picollm.config_runs import (
     SpeedrunParams,
     TrainParams,
 )
+from picollm.config_sweeps import SweepsParams
 from picollm.errors import PicoError
-from picollm.studies import SweepsParams
 
 __all__ = [  # the schema's sections live beside it, by topic; this module is the one to import
     "END_OF_TEXT", "GPT2_VOCAB_SIZE", "MIN_BPE_VOCAB", "MODEL_NAME", "PARAMS_FILE", "Strict", "BenchGenerationParams",

@@ -4,7 +4,9 @@ dvc.yaml cover every module it can import (so a code change never leaves a stale
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,30 @@ def test_the_tree_is_clean_under_ruff():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", "picollm", "stages", "tests", "scripts"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _prune_lock():
+    spec = importlib.util.spec_from_file_location("prune_lock", ROOT / "scripts" / "prune_lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_lock_holds_only_stages_that_dvc_yaml_defines():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert set(lock) == _prune_lock().defined_stages(ROOT)
+
+
+def test_prune_lock_drops_a_dead_entry_and_keeps_the_rest_byte_for_byte(tmp_path):
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    committed = (ROOT / "dvc.lock").read_text(encoding="utf-8")
+    dead = ("  train@retired:\n    cmd: python -m stages.train retired\n    outs:\n    - path: models/retired.ckpt\n"
+            "      hash: md5\n      md5: d41d8cd98f00b204e9800998ecf8427e\n      size: 0\n")
+    cut = committed.index("  tokenize:")
+    (tmp_path / "dvc.lock").write_text(committed[:cut] + dead + committed[cut:], encoding="utf-8")
+    assert _prune_lock().prune(tmp_path) == ["train@retired"]
+    assert (tmp_path / "dvc.lock").read_text(encoding="utf-8") == committed

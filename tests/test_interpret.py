@@ -28,6 +28,7 @@ from picollm.interpret import (
 )
 from picollm.interpret_plots import attention_picture, head_heatmap, phase_change_plot
 from picollm.interpret_training import story_attention_pairs, story_attention_scores
+from picollm.io import write_json
 from picollm.loss_classes import NAME_REPEAT, OTHER
 from picollm.models.loading import load_model
 from picollm.models.presets import TRANSFORMER_PRESETS
@@ -406,6 +407,12 @@ def test_attention_prints_each_tokens_most_attended_earlier_token(attention_proj
     assert out.splitlines()[0] == (f"layer {layer}, head {head}: the strongest induction head "
                                    f"(score {best:.3f} on random tokens repeated twice)")
     assert len(out.splitlines()) == 2 + len(ids) + 3
+
+    # Once interpret@tiny has run, its strongest name-copying head is the default.
+    write_json(root / "metrics" / "interpret" / "tiny.json", {"final": {"strongest_name_copy_head": {"layer": 1, "head": 0, "score": 0.5}}})
+    code, out, _ = run_attention(capsys, "--model", "tiny", "--prompt", prompt)
+    assert code == 0 and out.splitlines()[0] == ("layer 1, head 0: the strongest name-copying head in "
+                                                 "metrics/interpret/tiny.json (score 0.500 on the validation stories)")
 
 
 @pytest.mark.parametrize("args, message", [

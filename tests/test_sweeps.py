@@ -212,6 +212,11 @@ def test_grid_points_resize_the_models_defined_once():
     (lambda s: s["corpus_size"].update(noise={"model": "gptoss"}), "must give a value for each of model, docs"),
     (lambda s: s["corpus_size"].pop("noise"), "required key 'sweeps.corpus_size.noise' is missing"),
     (lambda s: s.update(noise_seeds=[3, 3]), "listed twice"),
+    (lambda s: s.update(noise_seeds=[-1]), "sweeps.noise_seeds = [-1] is not allowed: Value error, every value must be >= 0"),
+    (lambda s: s["training_budget"].update(multipliers=[0, 2]), "sweeps.training_budget.multipliers = [0, 2] is not allowed: "
+                                                                 "Value error, every value must be >= 1"),
+    (lambda s: s["hparam_grid"].update(lr=[0.01, 0.0]), "sweeps.hparam_grid.lr = [0.01, 0.0] is not allowed: Value error, "
+                                                        "every value must be > 0"),
     (lambda s: s["overfitting"].update(spec={"family": "lstm"}), "cannot change their family"),
     (lambda s: s["overfitting"].update(spec={"n_layer": 0}), "sweeps.overfitting point"),
 ])

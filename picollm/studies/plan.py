@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from picollm import paths
 from picollm.config import PARAMS_FILE, describe
+from picollm.config_sweeps import SweepsParams
 from picollm.errors import PicoError
 from picollm.models.registry import model_config
-from picollm.studies import SweepsParams
 
 STUDIES = SweepsParams.studies()
 GRID_AXES = ("embed", "layers", "heads")   # a point with these axes resizes its model (hparam_grid)
