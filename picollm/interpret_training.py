@@ -28,7 +28,7 @@ from picollm.interpret import ICL_EARLY, ICL_LATE, ICL_WINDOW, head_scores, in_c
 from picollm.interpret_plots import INDUCTION_THRESHOLD, attention_picture, head_heatmap
 from picollm.loss_classes import NAME_REPEAT, document_token_classes
 from picollm.models.base import LanguageModel
-from picollm.models.loading import load_model
+from picollm.models.loading import model_from_payload
 from picollm.tokenizer import Tokenizer
 
 HEAD_PERIOD = 50  # tokens in each half of a repeated random sequence (shorter when the context is)
@@ -147,7 +147,7 @@ def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes
     rows = []
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
-        model = load_model(path, tok)
+        model = model_from_payload(payload, path)
         rows.append(snapshot_row(model, int(payload["step"]), int(payload["tokens_seen"]), stories, classes, tok))
     return {
         "stories": len(stories),

@@ -5,9 +5,8 @@
 `train.optimizer: muon` follows modded-nanogpt and Keller Jordan's Muon: the hidden 2-D weight
 matrices (attention, MLP and recurrent weights) are updated by `torch.optim.Muon`, whose step is
 the momentum orthogonalised by a few Newton-Schulz iterations (in float32 on a CPU: `Muon` below);
-embeddings, the output head,
-norms and biases keep AdamW, where an orthogonalised update has no meaning (a gather, a
-per-coordinate gain) or hurts (the head). `adjust_lr_fn="match_rms_adamw"` scales Muon's step to
+embeddings, the output head, norms and biases keep AdamW, where an orthogonalised update has no
+meaning (a gather, a per-coordinate gain) or hurts (the head). `adjust_lr_fn="match_rms_adamw"` scales Muon's step to
 AdamW's update size, so both groups follow the same learning-rate schedule.
 
 Both are served as one object with the `torch.optim.Optimizer` surface the loop uses

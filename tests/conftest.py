@@ -40,8 +40,10 @@ SMOKE_MODULES = {
 }
 
 
-def in_smoke_module(item) -> bool:
-    return item.nodeid.split("::", 1)[0] in SMOKE_MODULES
+def scope_of(nodeid: str) -> str:
+    """A test's scheduling unit: its module, or "smoke" for every module of the smoke repository."""
+    module = nodeid.split("::", 1)[0]
+    return "smoke" if module in SMOKE_MODULES else module
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -49,7 +51,7 @@ def pytest_collection_modifyitems(items) -> None:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
     # The smoke modules first: under `pytest -n 2` their worker starts on the longest unit at once.
-    items.sort(key=lambda item: not in_smoke_module(item))
+    items.sort(key=lambda item: scope_of(item.nodeid) != "smoke")
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: `-p no:xdist` runs the suite serially
@@ -63,8 +65,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class SmokeModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "smoke" if module in SMOKE_MODULES else module
+            return scope_of(nodeid)
 
     return SmokeModulesTogether(config, log)
 

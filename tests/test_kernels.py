@@ -40,10 +40,14 @@ def test_a_bad_mode_names_the_variable_and_the_choices():
         portable_settings({KERNELS_ENV: "fast"}, "x86_64", AVX2)
 
 
-def _capability(**env: str) -> subprocess.CompletedProcess:
+def _python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter whose kernel variables are only `env` (none inherited from this one)."""
     clean = {k: v for k, v in os.environ.items() if k not in (*PORTABLE_ENV, KERNELS_ENV)}
-    return subprocess.run([sys.executable, "-c", "import picollm, torch; print(torch.backends.cpu.get_cpu_capability())"],
-                          env={**clean, **env}, capture_output=True, text=True)
+    return subprocess.run([sys.executable, *args], env={**clean, **env}, capture_output=True, text=True)
+
+
+def _capability(**env: str) -> subprocess.CompletedProcess:
+    return _python("-c", "import picollm, torch; print(torch.backends.cpu.get_cpu_capability())", **env)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or not {"avx2", "fma"} <= cpu_flags(), reason="needs an x86-64 CPU with AVX2")
@@ -71,16 +75,16 @@ def _vendor() -> str:
 @pytest.mark.skipif(platform.machine() != "x86_64" or not {"avx2", "fma"} <= cpu_flags() or _vendor() != "AuthenticAMD",
                     reason="the pinned bytes were recorded on AMD x86-64 CPUs with AVX2")
 def test_portable_kernels_train_to_the_same_bytes_on_every_amd_cpu():
-    script = str(Path(__file__).with_name("portable_bytes.py"))
-    clean = {k: v for k, v in os.environ.items() if k not in (*PORTABLE_ENV, KERNELS_ENV)}
-    run = subprocess.run([sys.executable, script], env=clean, capture_output=True, text=True, check=True)
+    run = _python(str(Path(__file__).with_name("portable_bytes.py")))
+    assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == PORTABLE_SHA
 
 
 def _auto_dtype(**env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in (*PORTABLE_ENV, KERNELS_ENV)}
     code = "import picollm, torch; from picollm.device import resolve_dtype; print(resolve_dtype('auto', torch.device('cpu'), announce=False))"
-    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    run = _python("-c", code, **env)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
 
 
 def test_dtype_auto_is_bf16_only_where_the_kernels_in_use_compute_it_natively():

@@ -11,37 +11,31 @@ from typing import Any
 
 import torch
 
+from picollm.device import native_bf16
+from picollm.kernels import cpu_flags
+
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_info() -> dict[str, Any]:
     """CPU model name and the flags that decide bf16 speed (Linux /proc/cpuinfo; empty elsewhere)."""
-    model, flags = "", set()
+    model = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+        model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
     except OSError:
         pass
-    return {"cpu": model or platform.processor() or platform.machine(), "flags": flags}
+    return {"cpu": model or platform.processor() or platform.machine(), "flags": set(cpu_flags())}
 
 
 def bf16_support(device_type: str = "cpu") -> dict[str, Any]:
     """Whether bf16 matmuls run natively: CPU flags (AVX512-BF16, AMX) and oneDNN's own answer."""
 
     if device_type == "cuda":
-        native = bool(torch.cuda.is_bf16_supported())
-        return {"native": native, "cpu_flags": [], "onednn_bf16": None}
-    flags = cpu_info()["flags"]
-    present = [flag for flag in BF16_CPU_FLAGS if flag in flags]
-    try:
-        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        onednn = None
-    return {"native": bool(present) or bool(onednn), "cpu_flags": present, "onednn_bf16": onednn}
+        return {"native": native_bf16(torch.device("cuda")), "cpu_flags": [], "onednn_bf16": None}
+    present = [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()]
+    onednn = native_bf16(torch.device("cpu"))
+    return {"native": bool(present) or onednn, "cpu_flags": present, "onednn_bf16": onednn}
 
 
 def matmul_peak(dtype_name: str = "float32", size: int = 1024, repeats: int = 5, cap_seconds: float = 3.0,

@@ -8,8 +8,8 @@ shared CPU absolute numbers move with the load while the ratio is what the code 
   batch and block are `bench.batch_size`/`block_size`) and for the reference configuration (the
   `gpt2` preset shaped like nanoGPT's measured GPT): tokens/s of the loop's own `train_step`
   (forward, float32 cross-entropy, backward, clipping, fused AdamW) on batches from the loop's own
-  `TokenStream.batch`; achieved GFLOP/s = `flops_per_token` x tokens/s; MFU = achieved / the fp32
-  peak; the peak RSS from the job's start (a subprocess of its own with `bench.isolate`);
+  `TokenStream.batch`; achieved GFLOP/s = `flops_per_token` x tokens/s; MFU = achieved / the
+  peak of the dtype the matmuls run in; the peak RSS from the job's start (a subprocess of its own with `bench.isolate`);
 - bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 / AMX; `bench.bfloat16`);
   elsewhere bf16 matmuls are emulated (0.02-0.07x the fp32 peak on an AVX2 EPYC), so they are
   only measured as a peak and reported as unsupported;

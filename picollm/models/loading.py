@@ -17,6 +17,11 @@ if TYPE_CHECKING:  # the tokenizer sits above the models layer; only its identit
 def load_model(path: str | Path, tokenizer: Tokenizer | None = None, expect: dict | None = None) -> LanguageModel:
     """A trained model in eval mode, checked against the tokenizer and `expect` when given."""
     payload = load_checkpoint(path, tokenizer_identity=tokenizer.identity if tokenizer else None, expect=expect)
+    return model_from_payload(payload, path)
+
+
+def model_from_payload(payload: dict, path: str | Path) -> LanguageModel:
+    """The model of a checkpoint `load_checkpoint` already read and verified from `path`, in eval mode."""
     model = model_from_config(payload["family"], payload["config"])
     try:
         model.load_state_dict(payload["model"])
