@@ -10,10 +10,15 @@ METRICS_DIR = Path("metrics")
 TIMINGS_DIR = METRICS_DIR / "timings"  # the only non-deterministic metrics live here
 REPORTS_DIR = Path("reports")
 PLOTS_DIR = Path("plots")
+MANIFESTS_DIR = Path("manifests")  # each stage script's code dependency (stage `manifests`)
 
 DATA_METRICS = METRICS_DIR / "data.json"
 TOKENIZER_METRICS = METRICS_DIR / "tokenizer.json"
 TOKENS_META = TOKENS_DIR / "meta.json"
+
+
+def code_manifest(script: str) -> Path:
+    return MANIFESTS_DIR / f"{script}.txt"
 
 
 def model_checkpoint(name: str) -> Path:

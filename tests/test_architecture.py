@@ -1,11 +1,11 @@
-"""The shape of the code: no import cycle inside picollm/, and every stage's code dependencies in
-dvc.yaml cover every module it can import (so a code change never leaves a stale cached result)."""
+"""The shape of the code: no import cycle inside picollm/, every stage depends on its script's
+manifest of the files it can import (so a code change never leaves a stale cached result), and
+modules of a bounded size."""
 
 from __future__ import annotations
 
-import ast
+import hashlib
 import importlib.util
-import re
 import shutil
 import subprocess
 import sys
@@ -14,135 +14,60 @@ from pathlib import Path
 import pytest
 import yaml
 
+from picollm.codegraph import files_of, find_cycle, import_graph, manifest, stage_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def module_path(name: str) -> Path | None:
-    """The file of a project module (`picollm.x.y` or `stages.z`), or None for a third-party one."""
-    base = ROOT.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imports_of(path: Path) -> set[str]:
-    """Every project module `path` imports, at module level or inside a function; for
-    `from package import name` the submodule `package.name` when it is one."""
-    found: set[str] = set()
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parent, base] if base else parent)
-            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in ("picollm", "stages") and module_path(name):
-                found.add(name)
-    # Importing a submodule runs its package's __init__ too.
-    for name in list(found):
-        parts = name.split(".")
-        found.update(".".join(parts[:i]) for i in range(1, len(parts)) if module_path(".".join(parts[:i])))
-    return found
-
-
-def import_graph() -> dict[str, set[str]]:
-    graph = {}
-    for path in sorted((ROOT / "picollm").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py")):
-        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        graph[name] = {m for m in imports_of(path) if m != name}
-    # The registry imports each family's module by name (importlib), on the first build.
-    registry = (ROOT / "picollm" / "models" / "registry.py").read_text(encoding="utf-8")
-    graph["picollm.models.registry"] |= {m for m in re.findall(r'"(picollm\.models\.\w+)[:"]', registry) if module_path(m)}
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as a list of modules (first == last), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
-
-
-def closure(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        node = todo.pop()
-        if node not in seen:
-            seen.add(node)
-            todo.extend(graph.get(node, ()))
-    return seen
-
-
 def stage_commands() -> dict[str, tuple[str, list[str]]]:
-    """Each stage of dvc.yaml (templates as written): (its entry module, its declared deps)."""
+    """Each stage of dvc.yaml (templates as written): (its script, its declared deps)."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     out = {}
     for name, stage in stages.items():
         body = stage.get("do", stage)
         command = body["cmd"].split()
-        module = command[command.index("-m") + 1]
-        out[name] = (module, [str(d) for d in body.get("deps", [])])
+        out[name] = (command[command.index("-m") + 1].removeprefix("stages."), [str(d) for d in body.get("deps", [])])
     return out
 
 
-def covered(path: Path, deps: list[str]) -> bool:
-    relative = path.relative_to(ROOT).as_posix()
-    return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
-
-
-def missing_deps(graph: dict[str, set[str]]) -> dict[str, list[str]]:
-    missing = {}
-    for stage, (module, deps) in stage_commands().items():
-        files = {module_path(m) for m in closure(graph, module)}
-        gaps = sorted(p.relative_to(ROOT).as_posix() for p in files if p and not covered(p, deps))
-        if gaps:
-            missing[stage] = gaps
-    return missing
-
-
 def test_picollm_has_no_import_cycle():
-    cycle = find_cycle(import_graph())
+    cycle = find_cycle(import_graph(ROOT))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_every_stage_declares_every_module_it_can_import():
-    assert missing_deps(import_graph()) == {}
-
-
 def test_the_cycle_check_finds_a_planted_cycle():
-    graph = import_graph()
+    graph = import_graph(ROOT)
     graph["picollm.errors"] = graph["picollm.errors"] | {"picollm.params"}  # errors -> params -> ... -> errors
     cycle = find_cycle(graph)
     assert cycle is not None and cycle[0] == cycle[-1] and "picollm.errors" in cycle
 
 
-def test_the_coverage_check_finds_a_planted_import():
-    graph = import_graph()
+def test_every_stage_depends_on_its_scripts_manifest_and_on_no_code_file():
+    # A code file listed by hand could only fall behind the imports; the manifest is computed.
+    for stage, (script, deps) in stage_commands().items():
+        if script == "manifests":
+            assert deps == ["picollm", "stages"]
+            continue
+        assert f"manifests/{script}.txt" in deps, stage
+        assert not [d for d in deps if d.startswith(("picollm", "stages"))], stage
+    assert {script for script, _ in stage_commands().values()} == {*stage_scripts(ROOT), "manifests"}
+
+
+def test_a_manifest_lists_every_file_its_script_can_import_and_their_md5():
+    graph = import_graph(ROOT)
+    listed = dict(reversed(line.split("  ", 1)) for line in manifest(ROOT, graph, "compare").splitlines())
+    assert set(listed) == set(files_of(ROOT, graph, "compare"))
+    assert {"stages/__init__.py", "stages/compare.py", "picollm/__init__.py", "picollm/compare.py"} <= set(listed)
+    assert listed["picollm/compare.py"] == hashlib.md5((ROOT / "picollm/compare.py").read_bytes()).hexdigest()
+    # The families' modules, imported by name in the registry, are in every model stage's manifest.
+    assert "picollm/models/lstm.py" in files_of(ROOT, graph, "train")
+
+
+def test_a_planted_import_enters_the_manifest():
+    graph = import_graph(ROOT)
+    assert "picollm/train.py" not in files_of(ROOT, graph, "compare")
     graph["stages.compare"] = graph["stages.compare"] | {"picollm.train"}
-    assert "picollm/train.py" in missing_deps(graph).get("compare", [])
+    assert "picollm/train.py" in files_of(ROOT, graph, "compare")
 
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "picollm").rglob("*.py")))
