@@ -31,7 +31,7 @@ Every function here puts the model in eval mode and leaves it there (as picollm.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -183,14 +183,18 @@ def _logits(model: LanguageModel, idx: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def position_nll(model: LanguageModel, stories: Sequence[Sequence[int]], start_id: int | None = None,
-                 batch_size: int = 16) -> np.ndarray:
+                 batch_size: int = 16, attention: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
     """(stories, longest story) NLL in nats; entry [s, p] is that of story s's token p given the
     story's tokens before it (and `start_id` before them, when given), NaN where nothing is scored.
 
     Each story is its own context, read from its first token. Without `start_id` nothing predicts
     token 0 (NaN). A Transformer reads at most max_context tokens, so its later positions stay
     NaN; the LSTM and the k-grams read any length (`step` carries their state across chunks).
-    Stories are right-padded in batches, which causal models never see."""
+    Stories are right-padded in batches, which causal models never see.
+
+    With `attention` (Transformers), the logits come from `forward_with_attention`, fed every
+    token within the context (the last one too, as a query), and `attention(first_row, maps)` gets
+    each batch's maps: analyses of the heads then cost no second pass over the stories."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise PicoError(f"batch_size={batch_size!r} is not allowed; it must be a positive integer")
     model.eval()
@@ -215,7 +219,13 @@ def position_nll(model: LanguageModel, stories: Sequence[Sequence[int]], start_i
         for row, sequence in enumerate(group):
             padded[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         padded = padded.to(device)
-        logits = _logits(model, padded[:, :-1]).float()
+        if attention is None:
+            logits = _logits(model, padded[:, :-1])
+        else:
+            logits, maps = model.forward_with_attention(padded[:, : min(width, model.max_context)])
+            attention(begin, maps)
+            logits = logits[:, : width - 1]
+        logits = logits.float()
         targets = padded[:, 1:].unsqueeze(-1)
         nll = (torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets).squeeze(-1)).double().cpu().numpy()
         for row, sequence in enumerate(group):

@@ -62,6 +62,35 @@ def story_attention_pairs(ids: list[int], classes: list[int], start_id: int) -> 
     return induction, copy
 
 
+class StoryAttention:
+    """The two story scores of every head, summed batch by batch over the attention maps of the
+    validation stories, each read from the start token (see `story_attention_scores`)."""
+
+    def __init__(self, model: LanguageModel, stories: list[list[int]], classes: list[list[int]], start_id: int):
+        self.sequences = [[start_id, *story][: model.max_context] for story in stories]
+        self.classes, self.start_id = classes, start_id
+        shape = (model.config.n_layer, model.config.n_head)
+        self.totals = {key: torch.zeros(shape, dtype=torch.float64) for key in ("text_induction", "name_copy")}
+        self.queries = {key: 0 for key in self.totals}
+
+    def add(self, begin: int, maps: torch.Tensor) -> None:
+        """maps: (rows, n_layer, n_head, T, T) of stories begin.. (right-padded, so only each
+        story's own positions are read)."""
+        for row in range(maps.size(0)):
+            ids = self.sequences[begin + row]
+            induction, copy = story_attention_pairs(ids, self.classes[begin + row], self.start_id)
+            for key, pairs in (("text_induction", induction), ("name_copy", copy)):
+                if pairs:
+                    q, k = (torch.tensor(column) for column in zip(*pairs))
+                    self.totals[key] += maps[row][:, :, q, k].double().sum(dim=-1)
+            self.queries["text_induction"] += len(induction)
+            self.queries["name_copy"] += len({q for q, _ in copy})
+
+    def scores(self) -> dict[str, list[list[float]]]:
+        return {key: [[round(float(v), ROUND) for v in row] for row in self.totals[key] / max(self.queries[key], 1)]
+                for key in self.totals}
+
+
 @torch.inference_mode()
 def story_attention_scores(model: LanguageModel, stories: list[list[int]], classes: list[list[int]], start_id: int,
                            batch_size: int = 16) -> dict[str, list[list[float]]]:
@@ -75,26 +104,16 @@ def story_attention_scores(model: LanguageModel, stories: list[list[int]], class
       near 1 looks straight at the name it is about to repeat (a copying head); unlike the
       induction score it does not ask how the head found it (by the token before, or by content).
 
-    Stories are right-padded into batches, which a causal model never sees."""
-    n_layer, n_head = model.config.n_layer, model.config.n_head
-    totals = {key: torch.zeros(n_layer, n_head, dtype=torch.float64) for key in ("text_induction", "name_copy")}
-    queries = {key: 0 for key in totals}
-    sequences = [[start_id, *story][: model.max_context] for story in stories]
-    for begin in range(0, len(sequences), batch_size):
-        group = sequences[begin : begin + batch_size]
+    Stories are right-padded into batches, which a causal model never sees. `snapshot_row` gets
+    the same scores from the pass that scores the stories' loss (`position_nll`'s `attention`)."""
+    scores = StoryAttention(model, stories, classes, start_id)
+    for begin in range(0, len(stories), batch_size):
+        group = scores.sequences[begin : begin + batch_size]
         padded = torch.full((len(group), max(len(ids) for ids in group)), start_id, dtype=torch.long)
         for row, ids in enumerate(group):
             padded[row, : len(ids)] = torch.tensor(ids)
-        _, maps = model.forward_with_attention(padded)
-        for row, ids in enumerate(group):
-            induction, copy = story_attention_pairs(ids, classes[begin + row], start_id)
-            for key, pairs in (("text_induction", induction), ("name_copy", copy)):
-                if pairs:
-                    q, k = (torch.tensor(column) for column in zip(*pairs))
-                    totals[key] += maps[row][:, :, q, k].double().sum(dim=-1)
-            queries["text_induction"] += len(induction)
-            queries["name_copy"] += len({q for q, _ in copy})
-    return {key: [[round(float(v), ROUND) for v in row] for row in totals[key] / max(queries[key], 1)] for key in totals}
+        scores.add(begin, model.forward_with_attention(padded)[1])
+    return scores.scores()
 
 
 def in_context_positions(model: LanguageModel) -> dict[str, int]:
@@ -108,8 +127,10 @@ def in_context_positions(model: LanguageModel) -> dict[str, int]:
 
 def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[list[int]], classes: list[list[int]],
                  tok: Tokenizer) -> dict:
-    """The scores of one snapshot (see the module docstring)."""
-    nll = position_nll(model, stories, start_id=tok.eot_id)
+    """The scores of one snapshot (see the module docstring). For a Transformer one pass over the
+    stories gives both their loss and the heads' story scores."""
+    story_heads = StoryAttention(model, stories, classes, tok.eot_id) if model.family == "transformer" else None
+    nll = position_nll(model, stories, start_id=tok.eot_id, attention=story_heads.add if story_heads else None)
     scored = ~np.isnan(nll)
     name_mask = np.zeros_like(scored)
     for row, document in enumerate(classes):
@@ -126,7 +147,7 @@ def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[lis
     if model.family == "transformer":
         heads = head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
                             exclude_ids=[tok.eot_id], start_id=tok.eot_id)
-        heads.update(story_attention_scores(model, stories, classes, tok.eot_id))
+        heads.update(story_heads.scores())
         for key in ("induction", "text_induction", "name_copy"):
             layer, head, score = strongest_head(heads[key])
             row[f"max_{key}_score"] = score

@@ -27,7 +27,7 @@ from picollm.interpret import (
     top_attended,
 )
 from picollm.interpret_plots import attention_picture, head_heatmap, phase_change_plot
-from picollm.interpret_training import story_attention_pairs, story_attention_scores
+from picollm.interpret_training import StoryAttention, story_attention_pairs, story_attention_scores
 from picollm.io import write_json
 from picollm.loss_classes import NAME_REPEAT, OTHER
 from picollm.models.loading import load_model
@@ -455,3 +455,17 @@ def test_figures_are_written_and_deterministic(tmp_path):
     with pytest.raises(PicoError, match="lack"):
         phase_change_plot([{"tokens": 1}], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_one_pass_gives_the_loss_and_the_story_scores_of_the_two_separate_passes():
+    """snapshot_row's single pass over the stories against position_nll and story_attention_scores alone."""
+    model = sharpened(build_model(COPY_SPEC, vocab_size=30, block_size=16, pad_id=0))
+    rng = random.Random(5)
+    stories = [[rng.randrange(29) for _ in range(n)] for n in (5, 9, 1, 16, 20)]  # 20: past the context
+    classes = [[rng.choice([OTHER, NAME_REPEAT]) for _ in story] for story in stories]
+    heads = StoryAttention(model, stories, classes, 29)
+    nll = position_nll(model, stories, start_id=29, batch_size=2, attention=heads.add)
+    np.testing.assert_allclose(nll, position_nll(model, stories, start_id=29, batch_size=2), rtol=1e-5, atol=1e-5)
+    separate = story_attention_scores(model, stories, classes, 29, batch_size=2)
+    for key, rows in heads.scores().items():
+        np.testing.assert_allclose(rows, separate[key], atol=2e-6)
