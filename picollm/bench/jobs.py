@@ -254,12 +254,13 @@ def generation_speed(model, prompt_ids: list[int], new_tokens: int, repeats: int
 
 
 # ------------------------------------------------------------------------------------ data path
-def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int) -> dict:
+def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int, min_seconds: float) -> dict:
     """Batched encode throughput (MB/s of UTF-8 input) of the token cache's `encode_texts`.
 
     Also on one thread, and tiktoken's own `encode_ordinary_batch` (one task per document) on
     `threads`, for comparison; `mb_per_cpu_s` divides by the process's CPU time instead of the
-    wall clock, which a busy machine moves much less.
+    wall clock, which a busy machine moves much less. A repetition encodes the texts again until
+    `min_seconds` have passed: one pass over a megabyte is too short to time on its own.
     """
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     encode_texts(tokenizer, texts[:256], threads)  # warm-up (regex compilation, caches, threads)
@@ -271,15 +272,20 @@ def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int) -> 
     out: dict[str, Any] = {"megabytes": megabytes, "threads": threads}
     cpu_rates = []
     for label, run in variants.items():
-        times = []
+        rates = []
         for _ in range(repeats):
-            cpu, began = os.times(), time.perf_counter()
-            run()
-            times.append(time.perf_counter() - began)
+            cpu, began, passes = os.times(), time.perf_counter(), 0
+            while True:
+                run()
+                passes += 1
+                elapsed = time.perf_counter() - began
+                if elapsed >= min_seconds:
+                    break
+            rates.append(megabytes * passes / elapsed)
             if label == "mb_per_s":
                 after = os.times()
-                cpu_rates.append(megabytes / max(after.user + after.system - cpu.user - cpu.system, 1e-3))
-        out[label] = megabytes / statistics.median(times)
+                cpu_rates.append(megabytes * passes / max(after.user + after.system - cpu.user - cpu.system, 1e-3))
+        out[label] = statistics.median(rates)
     out["mb_per_cpu_s"] = statistics.median(cpu_rates)
     return out
 

@@ -154,7 +154,7 @@ def run_bench(params: Params, workdir: Path, log: Callable[[str], None] = print)
     out["generation"] = {"model": gen.model, **generation_speed(model, prompt, gen.new_tokens, gen.repeats)}
     log(f"decoding {gen.model}: {out['generation']['cache_speedup']:.1f}x faster with the KV cache")
 
-    out["tokenizer"] = tokenizer_speed(tok, texts, params.tokenizer.encode_threads, bench.repeats)
+    out["tokenizer"] = tokenizer_speed(tok, texts, params.tokenizer.encode_threads, bench.repeats, bench.min_seconds)
     stream = TokenStream.open(tokens, vocab)
     out["loader"] = loader_speed(stream, bench.batch_size, bench.block_size, bench.repeats, min(bench.min_seconds, 0.25))
     out["checks"] = checks(out)
