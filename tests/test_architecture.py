@@ -63,6 +63,20 @@ def test_a_manifest_lists_every_file_its_script_can_import_and_their_md5():
     assert "picollm/models/lstm.py" in files_of(ROOT, graph, "train")
 
 
+def test_the_committed_manifests_and_their_lock_entries_match_the_code():
+    # A commit whose code moved on without `dvc repro manifests` makes a user's first `dvc repro`
+    # rerun stages that nothing changed for (and leaves dvc.lock describing other code).
+    graph = import_graph(ROOT)
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    stale = [script for script in stage_scripts(ROOT)
+             if (ROOT / f"manifests/{script}.txt").read_text(encoding="utf-8") != manifest(ROOT, graph, script)]
+    assert not stale, f"manifests {stale} are stale: run `dvc repro manifests` and commit them with dvc.lock"
+    behind = sorted(stage for stage, entry in lock.items() for dep in entry.get("deps", [])
+                    if dep["path"].startswith("manifests/")
+                    and dep["md5"] != hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest())
+    assert not behind, f"dvc.lock records other code for {behind}: run `dvc repro` and commit dvc.lock"
+
+
 def test_a_planted_import_enters_the_manifest():
     graph = import_graph(ROOT)
     assert "picollm/train.py" not in files_of(ROOT, graph, "compare")
