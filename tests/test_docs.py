@@ -90,6 +90,13 @@ def test_results_table_is_the_compare_stage_table():
     assert readme_table == compare_table, "README's results table differs from reports/models.md's first table"
 
 
+def test_the_bench_block_of_performance_md_is_the_committed_bench_report():
+    report = (ROOT / "reports" / "bench.md").read_text(encoding="utf-8").removeprefix("# Speed\n\n")
+    page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    block = page.split("<!-- bench:begin -->\n", 1)[1].split("<!-- bench:end -->", 1)[0]
+    assert block.strip() == report.strip(), "copy reports/bench.md into docs/performance.md's bench block"
+
+
 def test_relative_links_point_to_existing_files():
     pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
     broken = {page.relative_to(ROOT).as_posix(): links for page in pages if (links := broken_links(page))}
