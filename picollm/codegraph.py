@@ -3,8 +3,8 @@
 Stage `manifests` writes, for every stage script, the files in its import closure with their md5
 (md5sum's format), and every other stage depends on its script's manifest instead of listing its
 code in dvc.yaml. So a stage reruns exactly when a file it can import changes, no dependency list
-can fall behind an import, and dvc.lock holds one code entry per stage instead of ~30: DVC rewrites
-the whole lock after every stage, so its size is paid 60-odd times a run (docs/pipeline.md).
+can fall behind an import, and dvc.lock holds one code entry per stage instead of one per file: DVC
+rewrites the whole lock after every stage, so its size is paid once per stage (docs/pipeline.md).
 
 Standard library only: the stage must start without torch. tests/test_architecture.py checks the
 graph for cycles with the same functions.
