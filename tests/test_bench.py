@@ -22,8 +22,8 @@ from picollm.bench import jobs as bench_jobs
 from picollm.bench import plan as bench_plan
 from picollm.bench import report as bench_report
 from picollm.bench import run as bench_run
-from picollm.config import BenchParams, TrainParams
-from picollm.data.tokens import TokenStream, encode_texts
+from picollm.config import END_OF_TEXT, BenchParams, TrainParams
+from picollm.data.tokens import TokenStream, encode_stream
 from picollm.device import ProcessGroup
 from picollm.errors import PicoError
 from picollm.io import replace_marked_block
@@ -210,12 +210,18 @@ def test_adamw_is_fused_on_cpu():
     assert optimizer.defaults["fused"] is True
 
 
-def test_multithreaded_encoding_gives_tiktokens_ids(tiny_setup):
+def test_the_cache_encoder_gives_each_documents_own_ids_then_the_end_of_text_id(tiny_setup):
+    """One call per thread for many documents, joined by the end-of-text marker, changes no id:
+    against tiktoken's per-document encoding, on one and two threads, with an empty document, one
+    that ends in a space and one that holds the marker itself."""
     _, tok, _ = tiny_setup
-    texts = H.synthetic_texts(50, seed=3)
-    expected = tok.encode_batch(texts, threads=1)
-    assert encode_texts(tok, texts, 2) == encode_texts(tok, texts, 1) == expected
-    assert encode_texts(tok, texts[:1], 4) == expected[:1]
+    texts = [*H.synthetic_texts(50, seed=3), "", "ends with a space ", f"holds the {END_OF_TEXT} marker", "x"]
+    expected = [i for ids in tok.encode_batch(texts, threads=1) for i in (*ids, tok.eot_id)]
+    assert encode_stream(tok, texts, 2).tolist() == encode_stream(tok, texts, 1).tolist() == expected
+    assert encode_stream(tok, texts[:1], 4).tolist() == expected[: len(tok.encode(texts[0])) + 1]
+    plain = texts[:-2] + ["x"]  # no marker: the one-call path
+    assert encode_stream(tok, plain, 2).tolist() == [i for ids in tok.encode_batch(plain, threads=1) for i in (*ids, tok.eot_id)]
+    assert encode_stream(tok, [], 2).tolist() == []
 
 
 def test_batches_are_cut_from_the_memmap_opened_once(tiny_setup, monkeypatch):

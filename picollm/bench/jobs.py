@@ -21,7 +21,7 @@ import torch
 
 from picollm.bench.machine import matmul_peak, peak_rss_mb, reset_peak_rss, sync
 from picollm.config import TrainParams
-from picollm.data.tokens import TokenStream, encode_texts
+from picollm.data.tokens import TokenStream, encode_stream
 from picollm.device import init_process_group, resolve_device
 from picollm.errors import PicoError
 from picollm.generation import generate
@@ -255,18 +255,18 @@ def generation_speed(model, prompt_ids: list[int], new_tokens: int, repeats: int
 
 # ------------------------------------------------------------------------------------ data path
 def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int, min_seconds: float) -> dict:
-    """Batched encode throughput (MB/s of UTF-8 input) of the token cache's `encode_texts`.
+    """Encode throughput (MB/s of UTF-8 input) of the token cache's `encode_stream`.
 
-    Also on one thread, and tiktoken's own `encode_ordinary_batch` (one task per document) on
-    `threads`, for comparison; `mb_per_cpu_s` divides by the process's CPU time instead of the
+    Also on one thread, and tiktoken's own `encode_ordinary_batch` (one task per document, ids
+    as lists) on `threads`, for comparison; `mb_per_cpu_s` divides by the process's CPU time instead of the
     wall clock, which a busy machine moves much less. A repetition encodes the texts again until
     `min_seconds` have passed: one pass over a megabyte is too short to time on its own.
     """
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    encode_texts(tokenizer, texts[:256], threads)  # warm-up (regex compilation, caches, threads)
+    encode_stream(tokenizer, texts[:256], threads)  # warm-up (regex compilation, caches, threads)
     variants = {
-        "mb_per_s": lambda: encode_texts(tokenizer, texts, threads),
-        "mb_per_s_1_thread": lambda: encode_texts(tokenizer, texts, 1),
+        "mb_per_s": lambda: encode_stream(tokenizer, texts, threads),
+        "mb_per_s_1_thread": lambda: encode_stream(tokenizer, texts, 1),
         "tiktoken_batch_mb_per_s": lambda: tokenizer.encode_batch(texts, threads=threads),
     }
     out: dict[str, Any] = {"megabytes": megabytes, "threads": threads}

@@ -93,7 +93,7 @@ def markdown_report(out: dict) -> str:
         f"KV cache, {g['no_cache_tokens_per_s']:,.0f} without: **{g['cache_speedup']:.1f}x**; first token after "
         f"{g['cache_first_token_ms']:.1f} ms (cache) / {g['no_cache_first_token_ms']:.1f} ms (no cache)."
         + overhead_sentence(g),
-        f"- Tokenizer (`encode_texts`, the token cache's encoder): **{tok['mb_per_s']:.1f} MB/s** batched on "
+        f"- Tokenizer (`encode_stream`, the token cache's encoder): **{tok['mb_per_s']:.1f} MB/s** batched on "
         f"{tok['threads']} threads ({tok['mb_per_s_1_thread']:.1f} MB/s on one, {tok['mb_per_cpu_s']:.1f} MB per CPU-second; "
         f"tiktoken's own batch encoder: {tok['tiktoken_batch_mb_per_s']:.1f} MB/s).",
         f"- Data loader (`TokenStream.batch`, {loader['batch_size']} x {loader['block_size']}): "

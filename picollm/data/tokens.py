@@ -27,30 +27,33 @@ from picollm.tokenizer import Tokenizer
 if TYPE_CHECKING:
     import torch
 
-ENCODE_CHUNK = 4096  # documents per encode_texts call: bounded memory, still parallel
+ENCODE_CHUNK = 4096  # documents per encode_stream call: bounded memory, still parallel
 READ_CHUNK_TOKENS = 1 << 22  # tokens read back at a time (the unigram baseline's pass over val)
 BPE_SAMPLE_BYTES = 256_000_000  # a larger train split trains the BPE on a sample of about this size
 
 
-def encode_texts(tokenizer: Tokenizer, texts: list[str], threads: int, pool: ThreadPoolExecutor | None = None) -> list[list[int]]:
-    """`tokenizer.encode` of every text, on `threads` threads: each encodes one contiguous slice.
+def encode_stream(tokenizer: Tokenizer, texts: list[str], threads: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """The cache's ids of `texts`: each document's ids, then the end-of-text id (`token_dtype`).
 
-    tiktoken releases the GIL while it encodes, so the threads run in parallel. Its own
-    `encode_ordinary_batch` submits one task per document instead; on short stories that
-    bookkeeping measured 30-45% of the CPU time (see `picollm.bench.tokenizer_speed`).
+    Each of `threads` threads encodes one contiguous slice in one call
+    (`Tokenizer.encode_documents`), and tiktoken releases the GIL while it encodes, so the threads
+    run in parallel. One call per document instead (`encode` per text, or tiktoken's
+    `encode_ordinary_batch`, one task per document) spends much of its time holding the GIL
+    between short stories (`picollm.bench.tokenizer_speed`, docs/performance.md).
     """
+    dtype = token_dtype(tokenizer.vocab_size)
     if threads <= 1 or len(texts) < 2 * threads:
-        return [tokenizer.encode(text) for text in texts]
+        return np.asarray(tokenizer.encode_documents(texts), dtype=dtype)
     size = -(-len(texts) // threads)
     parts = [texts[start : start + size] for start in range(0, len(texts), size)]
     own = pool is None
     pool = pool or ThreadPoolExecutor(threads)
     try:
-        results = list(pool.map(lambda part: [tokenizer.encode(text) for text in part], parts))
+        results = list(pool.map(lambda part: np.asarray(tokenizer.encode_documents(part), dtype=dtype), parts))
     finally:
         if own:
             pool.shutdown()
-    return [ids for part in results for ids in part]
+    return np.concatenate(results)
 
 
 def bpe_training_texts(texts: Iterable[str], split_bytes: int) -> Iterator[str]:
@@ -92,10 +95,9 @@ def encode_into(handle: BinaryIO, texts: Iterable[str], tokenizer: Tokenizer, th
     with ThreadPoolExecutor(max(1, threads)) as pool:
         while chunk := list(itertools.islice(texts, ENCODE_CHUNK)):
             began = time.perf_counter()
-            encoded = encode_texts(tokenizer, chunk, threads, pool)
+            tokens = encode_stream(tokenizer, chunk, threads, pool)
             seconds += time.perf_counter() - began
             total_bytes += sum(len(t.encode("utf-8")) for t in chunk)
-            tokens = np.fromiter(itertools.chain.from_iterable(ids + [eot] for ids in encoded), dtype=dtype)
             handle.write(tokens.tobytes())
             counts += np.bincount(tokens, minlength=len(counts))
             total_tokens += len(tokens)
