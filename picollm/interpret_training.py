@@ -163,19 +163,22 @@ def story_tokens_and_classes(texts: list[str], tok: Tokenizer, names: frozenset[
     return [tok.encode(text) for text in texts], [document_token_classes(text, tok, names) for text in texts]
 
 
-def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes: list[list[int]], tok: Tokenizer) -> dict:
-    """Every snapshot's row, in training order, and what they were measured on."""
-    rows = []
+def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes: list[list[int]],
+                        tok: Tokenizer) -> tuple[dict, LanguageModel | None]:
+    """Every snapshot's row, in training order, and what they were measured on; and the last
+    snapshot's model (the trained one, which `draw_final_heads` draws), each read once."""
+    rows, model = [], None
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
         model = model_from_payload(payload, path)
         rows.append(snapshot_row(model, int(payload["step"]), int(payload["tokens_seen"]), stories, classes, tok))
-    return {
+    result = {
         "stories": len(stories),
         "induction_threshold": INDUCTION_THRESHOLD,
         "snapshots": rows,
         "final": {k: v for k, v in rows[-1].items() if k != "heads"} if rows else None,
     }
+    return result, model
 
 
 def first_recurring_name(classes: list[list[int]], limit: int) -> tuple[int, int] | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from picollm.io import atomic_open
+
 
 def defined_stages(repo: Path) -> set[str]:
     """Every stage name dvc.yaml defines, foreach and matrix entries expanded (`train@mingpt`)."""
@@ -36,10 +38,8 @@ def prune(repo: Path) -> list[str]:
     if dropped:
         for name in dropped:
             del document["stages"][name]
-        temp = path.with_suffix(".lock.tmp")
-        with temp.open("w", encoding="utf-8") as handle:
+        with atomic_open(path, "w", encoding="utf-8") as handle:
             yaml.dump(document, handle)
-        temp.replace(path)
     return dropped
 
 

@@ -10,7 +10,6 @@ from picollm.errors import PicoError, exit_on_pico_error
 from picollm.interpret_plots import phase_change_plot
 from picollm.interpret_training import draw_final_heads, interpret_snapshots, story_tokens_and_classes
 from picollm.io import write_json
-from picollm.models.loading import load_model
 from picollm.params import load_params
 
 
@@ -26,13 +25,13 @@ def main(name: str) -> None:
     texts = [doc.text for doc in read_split(paths.PREPARED_DIR, "val")][: params.interpret.stories]
     names = character_names() if params.data.source == "stories" else frozenset()
     stories, classes = story_tokens_and_classes(texts, tok, names)
-    result = interpret_snapshots(snapshots, stories, classes, tok)
+    result, final_model = interpret_snapshots(snapshots, stories, classes, tok)
     write_json(paths.interpret_metrics(name), {"model": name, **result})
     figures = paths.interpret_figures(name)
     phase_change_plot([{"model": name, **row} for row in result["snapshots"]], figures["phase"],
                       title=f"{name}: copying over training")
     if params.models[name].get("family") == "transformer":
-        draw_final_heads(name, load_model(snapshots[-1], tok), result, stories, classes, tok, figures["heads"], figures["attention"])
+        draw_final_heads(name, final_model, result, stories, classes, tok, figures["heads"], figures["attention"])
 
 
 if __name__ == "__main__":

@@ -34,21 +34,33 @@ from picollm.train import accumulation_steps, train_step, training_runner
 GREEDY = SamplingConfig(greedy=True)
 
 
-def _timed_repeats(run_once: Callable[[], int], repeats: int, min_seconds: float, peak: Callable[[], dict]) -> list[dict]:
-    """`repeats` x (peak measurement, then run_once() until min_seconds): units/s and the peak.
+def _run_for(run_once: Callable[[], int], min_seconds: float) -> tuple[int, float, float]:
+    """run_once() until `min_seconds` have passed: (the units it returned, wall and CPU seconds).
 
-    Each rate is also taken per second of this process's CPU time (all its threads): on a busy
-    machine that ratio moves much less than the wall-clock one, which is the one reported first."""
+    The CPU time is this process's (all its threads): on a busy machine a rate per CPU-second
+    moves much less than the wall-clock one, which is the one reported first."""
+    units, began, cpu_began = 0, time.perf_counter(), time.process_time()
+    while True:
+        units += run_once()
+        elapsed = time.perf_counter() - began
+        if elapsed >= min_seconds:
+            return units, elapsed, time.process_time() - cpu_began
+
+
+def _calls(run: Callable[[], object]) -> Callable[[], int]:
+    """`run` as a `_run_for` step whose unit is one call."""
+    def once() -> int:
+        run()
+        return 1
+    return once
+
+
+def _timed_repeats(run_once: Callable[[], int], repeats: int, min_seconds: float, peak: Callable[[], dict]) -> list[dict]:
+    """`repeats` x (peak measurement, then run_once() for `min_seconds`): units/s and the peak."""
     rows = []
     for _ in range(repeats):
         measured = peak()
-        units, began, cpu_began = 0, time.perf_counter(), time.process_time()
-        while True:
-            units += run_once()
-            elapsed = time.perf_counter() - began
-            if elapsed >= min_seconds:
-                break
-        cpu = time.process_time() - cpu_began
+        units, elapsed, cpu = _run_for(run_once, min_seconds)
         rows.append({"rate": units / elapsed, "peak_gflops": measured["gflops"], "seconds": elapsed,
                      "rate_cpu": units / max(cpu, 1e-9), "peak_gflops_cpu": measured["gflops_cpu"]})
     return rows
@@ -271,20 +283,13 @@ def tokenizer_speed(tokenizer, texts: list[str], threads: int, repeats: int, min
     }
     out: dict[str, Any] = {"megabytes": megabytes, "threads": threads}
     cpu_rates = []
-    for label, run in variants.items():
+    for label, encode in variants.items():
         rates = []
         for _ in range(repeats):
-            cpu, began, passes = os.times(), time.perf_counter(), 0
-            while True:
-                run()
-                passes += 1
-                elapsed = time.perf_counter() - began
-                if elapsed >= min_seconds:
-                    break
+            passes, elapsed, cpu = _run_for(_calls(encode), min_seconds)
             rates.append(megabytes * passes / elapsed)
             if label == "mb_per_s":
-                after = os.times()
-                cpu_rates.append(megabytes * passes / max(after.user + after.system - cpu.user - cpu.system, 1e-3))
+                cpu_rates.append(megabytes * passes / max(cpu, 1e-3))
         out[label] = statistics.median(rates)
     out["mb_per_cpu_s"] = statistics.median(cpu_rates)
     return out
@@ -298,13 +303,7 @@ def loader_speed(stream, batch_size: int, block_size: int, repeats: int, min_sec
         stream.batch(generator, batch_size, block_size)
     rates = []
     for _ in range(repeats):
-        count, began = 0, time.perf_counter()
-        while True:
-            stream.batch(generator, batch_size, block_size)
-            count += 1
-            elapsed = time.perf_counter() - began
-            if elapsed >= min_seconds:
-                break
+        count, elapsed, _ = _run_for(_calls(lambda: stream.batch(generator, batch_size, block_size)), min_seconds)
         rates.append(count / elapsed)
     rate = statistics.median(rates)
     return {"batches_per_s": rate, "tokens_per_s": rate * batch_size * block_size, "batch_size": batch_size,
