@@ -26,11 +26,11 @@ ROUND = 6
 
 
 def snapshot_bpb(snapshots: list[Path], stream: TokenStream, stream_bytes: int, tok: Tokenizer, block_size: int) -> list[dict]:
-    """(step, tokens, val bpb) of every snapshot, scored on `stream` (every token once)."""
+    """(step, tokens, val bpb) of every snapshot, scored on `stream` (every token once, given its own document)."""
     rows = []
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
-        nll = token_nll(load_model(path, tok), stream, block_size)
+        nll = token_nll(load_model(path, tok), stream, block_size, tok.eot_id)
         rows.append({"step": int(payload["step"]), "tokens": int(payload["tokens_seen"]),
                      "val_bpb": round(float(nll.sum()) / math.log(2) / stream_bytes, ROUND)})
     return rows

@@ -50,7 +50,7 @@ def main(name: str) -> None:
     val_texts = [doc.text for doc in read_split(paths.PREPARED_DIR, "val")]
     names = character_names() if params.data.source == "stories" else frozenset()
     val_classes = (split_token_classes(val_texts, tok, names, len(streams["val"]) - 1), len(val_texts))
-    metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"], val_classes)
+    metrics = eval_metrics(model, streams, split_bytes, block_size, floor, meta["unigram_val_bpb"], val_classes, eot_id=tok.eot_id)
     write_json(paths.eval_metrics(name), metrics)
     ev = params.evaluate
     settings = [("greedy", SamplingConfig(greedy=True), 1), (f"top-p {ev.top_p:g}", SamplingConfig(top_p=ev.top_p), ev.num_samples)]

@@ -110,6 +110,20 @@ def test_the_committed_lock_holds_only_stages_that_dvc_yaml_defines():
     assert set(lock) == _prune_lock().defined_stages(ROOT)
 
 
+def test_every_committed_result_is_an_output_some_stage_declares():
+    """A stage removed from dvc.yaml (a study point dropped) leaves its files behind, and DVC never
+    deletes them: committed, they would read as current results. data/ holds user input, and
+    reports/scaling.* come from `picollm scaling`, not from a stage."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    declared = {Path(out["path"]) for stage in lock.values() for out in stage.get("outs", [])}
+    tracked = subprocess.run(["git", "ls-files", "metrics", "plots", "reports", "models", "manifests"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    by_hand = {Path("reports/scaling.json"), Path("reports/scaling.md")}
+    orphans = [path for path in map(Path, tracked)
+               if path not in by_hand and not any(parent in declared for parent in (path, *path.parents))]
+    assert not orphans, f"committed files no stage writes (git rm them): {orphans}"
+
+
 def test_prune_lock_drops_a_dead_entry_and_keeps_the_rest_byte_for_byte(tmp_path):
     from dvc.repo import Repo
 

@@ -90,11 +90,11 @@ def test_each_class_gets_the_reference_loss_of_its_own_predictions_and_the_metri
         model.head.weight.mul_(20.0)  # losses that differ from token to token, so a misplaced one shows
     classes = split_token_classes(texts, tok, character_names(), len(stream) - 1)
     size = {"val": sum(len(t.encode()) for t in texts)}
-    plain = eval_metrics(model, {"val": stream}, size, 32, None, 1.0)
-    split = eval_metrics(model, {"val": stream}, size, 32, None, 1.0, val_classes=(classes, len(texts)))
+    plain = eval_metrics(model, {"val": stream}, size, 32, None, 1.0, eot_id=tok.eot_id)
+    split = eval_metrics(model, {"val": stream}, size, 32, None, 1.0, val_classes=(classes, len(texts)), eot_id=tok.eot_id)
     assert {k: v for k, v in split.items() if not k.startswith("val_nats") and k != "val_loss_by_class"} == plain
 
-    reference = brute_force_nll(model, np.asarray(stream.tokens).tolist(), 32)
+    reference = brute_force_nll(model, np.asarray(stream.tokens).tolist(), 32, tok.eot_id)
     nats, tokens = dict.fromkeys(CLASSES, 0.0), dict.fromkeys(CLASSES, 0)
     position = 0  # prediction j is of token j+1: the first document's first token is prediction 0
     for text in texts:

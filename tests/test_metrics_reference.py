@@ -70,17 +70,29 @@ def window_starts(predictions: int, block: int) -> list[int]:
     return starts
 
 
+def document_of(ids: list[int], j: int, eot_id: int | None) -> tuple[int, int]:
+    """The predictions (begin, end) of prediction j's document: from the end-of-text token at or
+    before j that opens it (or the stream's start) up to the next one (or the stream's end)."""
+    predictions = len(ids) - 1
+    if eot_id is None:
+        return 0, predictions
+    begin = max((p for p in range(j + 1) if ids[p] == eot_id), default=0)
+    end = next((p for p in range(j + 1, predictions) if ids[p] == eot_id), predictions)
+    return begin, end
+
+
 @torch.inference_mode()
-def brute_force_nll(model, ids: list[int], block_size: int) -> np.ndarray:
+def brute_force_nll(model, ids: list[int], block_size: int, eot_id: int | None = None) -> np.ndarray:
     """NLL of each prediction j (token j+1), each from its own forward pass in float64.
 
-    The context of j is everything from the start of the first window that reaches j: a window
-    that skipped or repeated a position, or fed a position the wrong context, shows here."""
+    The context of j is everything from the start of the first window of j's document (with
+    `eot_id`; else of the stream) that reaches j: a window that skipped or repeated a position,
+    or fed a position the wrong context (another document's too), shows here."""
     block = min(block_size, model.max_context)
-    starts = window_starts(len(ids) - 1, block)
     out = []
     for j in range(len(ids) - 1):
-        start = next(s for s in starts if j < s + block)
+        begin, end = document_of(ids, j, eot_id)
+        start = next(begin + s for s in window_starts(end - begin, block) if j < begin + s + block)
         logits = model(torch.tensor([ids[start : j + 1]])).double()[0, -1]
         out.append(-torch.log_softmax(logits, dim=-1)[ids[j + 1]].item())
     return np.array(out)
@@ -109,20 +121,42 @@ def test_windows_score_every_prediction_exactly_once_with_enough_context(tmp_pat
     assert scored.tolist() == [1] * predictions
 
 
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.integers(0, 4), min_size=2, max_size=120), block=st.integers(1, 24))
+def test_document_windows_never_cross_a_document_and_score_every_prediction_once(tmp_path_factory, ids, block):
+    """Token 0 is the end-of-text token: every window starts at or after the one that opens its
+    document and holds no other, so no prediction sees the document before it."""
+    path = tmp_path_factory.mktemp("docs") / "ids.bin"
+    np.asarray(ids, dtype=np.uint16).tofile(path)
+    stream = TokenStream.open(path, 5)
+    scored = np.zeros(len(ids) - 1, dtype=np.int64)
+    for start, x, _, first in stream.windows(block, max(1, block // 2), eot_id=0):
+        assert 0 not in x.tolist()[1:], (start, x.tolist())
+        for offset in range(first, len(x)):
+            j = start + offset
+            scored[j] += 1
+            begin, _ = document_of(ids, j, 0)
+            assert start >= begin and offset + 1 >= min(j - begin + 1, block - max(1, block // 2) + 1)
+    assert scored.tolist() == [1] * (len(ids) - 1)
+
+
+@pytest.mark.parametrize("eot_id", [None, EOT], ids=["stream", "documents"])
 @pytest.mark.parametrize("name", SPECS)
 @pytest.mark.parametrize("count", [2, BLOCK - 3, BLOCK + 1, BLOCK + 2, 5 * BLOCK + 4],
                          ids=["one-prediction", "shorter", "equal", "one-more", "much-longer"])
-def test_token_nll_equals_the_brute_force_reference(tmp_path, name, count):
+def test_token_nll_equals_the_brute_force_reference(tmp_path, name, count, eot_id):
     model = sharp_model(name)
     stream = token_stream(tmp_path, count)
     ids = np.asarray(stream.tokens).tolist()
-    reference = brute_force_nll(model, ids, BLOCK)
-    got = token_nll(model, stream, BLOCK)
+    reference = brute_force_nll(model, ids, BLOCK, eot_id)
+    got = token_nll(model, stream, BLOCK, eot_id)
     assert got.shape == (count - 1,)
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
     # The check can fail: a prediction scored with another context would differ by far more than
     # the tolerance, since the logits vary that much from position to position.
     assert count == 2 or np.ptp(reference) > 1.0
+    if eot_id is not None and EOT in ids[1:-1]:  # a document opens inside: its context must differ
+        assert not np.allclose(reference, brute_force_nll(model, ids, BLOCK, None), rtol=1e-5, atol=1e-6)
 
 
 def test_token_nll_crops_windows_to_the_models_context(tmp_path):
@@ -130,9 +164,9 @@ def test_token_nll_crops_windows_to_the_models_context(tmp_path):
     model = sharp_model("transformer-learned", block_size=6)
     stream = token_stream(tmp_path, 40, seed=3)
     reference = brute_force_nll(model, np.asarray(stream.tokens).tolist(), 6)
-    np.testing.assert_allclose(token_nll(model, stream, 32), reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(token_nll(model, stream, 32, None), reference, rtol=1e-5, atol=1e-6)
     # Batching windows together changes nothing.
-    np.testing.assert_allclose(token_nll(model, stream, 32, batch_windows=1), reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(token_nll(model, stream, 32, None, batch_windows=1), reference, rtol=1e-5, atol=1e-6)
 
 
 def test_eval_metrics_are_the_reference_nll_in_every_unit(tmp_path):
@@ -140,13 +174,13 @@ def test_eval_metrics_are_the_reference_nll_in_every_unit(tmp_path):
     streams = {"val": token_stream(tmp_path, 3 * BLOCK + 1, seed=1), "test": token_stream(tmp_path, 2 * BLOCK, seed=2)}
     sizes = {"val": 41, "test": 29}
     floor = 0.25
-    metrics = eval_metrics(model, streams, sizes, BLOCK, floor, 1.5)
+    metrics = eval_metrics(model, streams, sizes, BLOCK, floor, 1.5, eot_id=EOT)
     for split, stream in streams.items():
-        nll = brute_force_nll(model, np.asarray(stream.tokens).tolist(), BLOCK)
+        nll = brute_force_nll(model, np.asarray(stream.tokens).tolist(), BLOCK, EOT)
         assert metrics[f"{split}_loss"] == pytest.approx(nll.mean(), abs=2e-6)
         assert metrics[f"{split}_ppl"] == pytest.approx(math.exp(nll.mean()), rel=1e-5)
         assert metrics[f"{split}_bpb"] == pytest.approx(nll.sum() / math.log(2) / sizes[split], abs=2e-6)
-    val_bpb = brute_force_nll(model, np.asarray(streams["val"].tokens).tolist(), BLOCK).sum() / math.log(2) / sizes["val"]
+    val_bpb = brute_force_nll(model, np.asarray(streams["val"].tokens).tolist(), BLOCK, EOT).sum() / math.log(2) / sizes["val"]
     assert metrics["floor_gap_bpb"] == pytest.approx(val_bpb - floor, abs=2e-6)
     assert metrics["floor_gap_pct"] == pytest.approx(100 * (val_bpb / floor - 1), abs=2e-3)
     assert (metrics["unigram_val_bpb"], metrics["entropy_floor_bpb"], metrics["params"]) == (1.5, floor, model.num_params())

@@ -65,7 +65,7 @@ def metrics_of(path: Path, tok, token_dir: Path) -> str:
     model = load_model(path, tok)
     streams = {split: TokenStream.open(token_dir / f"{split}.bin", tok.vocab_size) for split in ("val", "test")}
     sizes = {split: 1000 for split in streams}
-    return json.dumps(eval_metrics(model, streams, sizes, 32, None, 1.0), sort_keys=True)
+    return json.dumps(eval_metrics(model, streams, sizes, 32, None, 1.0, eot_id=tok.eot_id), sort_keys=True)
 
 
 # ------------------------------------------------------------------------------- determinism

@@ -157,26 +157,39 @@ class TokenStream:
         rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:]
 
-    def windows(self, block_size: int, stride: int):
+    def windows(self, block_size: int, stride: int, eot_id: int | None = None):
         """Sliding windows covering every position once for scoring.
 
         Yields (start, inputs, targets, first_scored): the first window scores all its
         positions; later ones score only their last `stride` positions, so every scored token
         sees at least block_size - stride tokens of context.
-        """
-        import torch
 
+        With `eot_id`, no window crosses a document: each starts at or after the end-of-text token
+        that opens its document (the cache is `<eot> doc <eot> doc ...`), so a token is scored
+        given its own document from the start, as training's story crops and the entropy floor
+        read it. Without, the cache is one stream.
+        """
         n = len(self) - 1  # number of predictions
-        start = 0
-        first_scored = 0
+        bounds = [0, n]
+        if eot_id is not None:
+            bounds += np.flatnonzero(np.asarray(self.tokens[:n]) == eot_id).tolist()
+        bounds = sorted(set(bounds))
+        for begin, end in zip(bounds, bounds[1:]):
+            yield from self._segment_windows(begin, end, block_size, stride)
+
+    def _segment_windows(self, begin: int, end: int, block_size: int, stride: int):
+        """`windows` over the predictions begin..end-1 alone."""
+        import torch  # here, not at the top: the stages that only write or check caches never load torch
+
+        start, first_scored = begin, 0
         while True:
-            end = min(start + block_size, n)
-            chunk = torch.from_numpy(self.tokens[start : end + 1].astype(np.int64))
+            stop = min(start + block_size, end)
+            chunk = torch.from_numpy(self.tokens[start : stop + 1].astype(np.int64))
             yield start, chunk[:-1], chunk[1:], first_scored
-            if end >= n:
+            if stop >= end:
                 return
-            next_start = min(start + stride, max(n - block_size, 0))
-            first_scored = end - next_start
+            next_start = min(start + stride, max(end - block_size, begin))
+            first_scored = stop - next_start
             start = next_start
 
 

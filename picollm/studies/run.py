@@ -97,7 +97,7 @@ def run_point(params, study: str, key: str, point: dict[str, Any], seed: int | N
     result = train_model(job)
     model = load_model(job.model_out, tok)
     split_bytes = {split: stream_bytes(stream, tok) for split, stream in scored.items()}
-    scores = eval_metrics(model, scored, split_bytes, train.block_size, None, meta["unigram_val_bpb"])
+    scores = eval_metrics(model, scored, split_bytes, train.block_size, None, meta["unigram_val_bpb"], eot_id=tok.eot_id)
 
     metrics: dict[str, Any] = {
         "sweep": study, "point": key, **point, "seed": seed,
