@@ -183,18 +183,20 @@ def _logits(model: LanguageModel, idx: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def position_nll(model: LanguageModel, stories: Sequence[Sequence[int]], start_id: int | None = None,
-                 batch_size: int = 16, attention: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
+                 batch_size: int = 16, attention: Callable[[list[int], list[torch.Tensor]], None] | None = None) -> np.ndarray:
     """(stories, longest story) NLL in nats; entry [s, p] is that of story s's token p given the
     story's tokens before it (and `start_id` before them, when given), NaN where nothing is scored.
 
     Each story is its own context, read from its first token. Without `start_id` nothing predicts
     token 0 (NaN). A Transformer reads at most max_context tokens, so its later positions stay
     NaN; the LSTM and the k-grams read any length (`step` carries their state across chunks).
-    Stories are right-padded in batches, which causal models never see.
+    Stories are batched by length (fewer padded positions) and right-padded, which causal models
+    never see.
 
     With `attention` (Transformers), the logits come from `forward_with_attention`, fed every
     token within the context (the last one too, as a query), and `attention(first_row, maps)` gets
-    each batch's maps: analyses of the heads then cost no second pass over the stories."""
+    each batch's maps, one (rows, n_head, T, T) tensor per layer, with the indices of the stories
+    in its rows: analyses of the heads then cost no second pass over the stories."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise PicoError(f"batch_size={batch_size!r} is not allowed; it must be a positive integer")
     model.eval()
@@ -210,8 +212,10 @@ def position_nll(model: LanguageModel, stories: Sequence[Sequence[int]], start_i
     if model.family in CONTEXT_LIMITED:
         sequences = [sequence[: model.max_context + 1] for sequence in sequences]
     out = np.full((len(stories), max((len(story) for story in stories), default=0)), np.nan)
+    by_length = sorted(range(len(sequences)), key=lambda index: len(sequences[index]))
     for begin in range(0, len(sequences), batch_size):
-        group = sequences[begin : begin + batch_size]
+        indices = by_length[begin : begin + batch_size]
+        group = [sequences[index] for index in indices]
         width = max(len(sequence) for sequence in group)
         if width < 2:
             continue
@@ -222,15 +226,15 @@ def position_nll(model: LanguageModel, stories: Sequence[Sequence[int]], start_i
         if attention is None:
             logits = _logits(model, padded[:, :-1])
         else:
-            logits, maps = model.forward_with_attention(padded[:, : min(width, model.max_context)])
-            attention(begin, maps)
+            logits, maps = model.forward_with_attention(padded[:, : min(width, model.max_context)], per_layer=True)
+            attention(indices, maps)
             logits = logits[:, : width - 1]
         logits = logits.float()
         targets = padded[:, 1:].unsqueeze(-1)
         nll = (torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets).squeeze(-1)).double().cpu().numpy()
         for row, sequence in enumerate(group):
             count = len(sequence) - 1
-            out[begin + row, first : first + count] = nll[row, :count]
+            out[indices[row], first : first + count] = nll[row, :count]
     return out
 
 

@@ -68,23 +68,26 @@ class StoryAttention:
 
     def __init__(self, model: LanguageModel, stories: list[list[int]], classes: list[list[int]], start_id: int):
         self.sequences = [[start_id, *story][: model.max_context] for story in stories]
-        self.classes, self.start_id = classes, start_id
+        self.pairs: dict[str, list[list[tuple[int, int]]]] = {"text_induction": [], "name_copy": []}
+        for ids, story_classes in zip(self.sequences, classes):
+            induction, copy = story_attention_pairs(ids, story_classes, start_id)
+            self.pairs["text_induction"].append(induction)
+            self.pairs["name_copy"].append(copy)
         shape = (model.config.n_layer, model.config.n_head)
-        self.totals = {key: torch.zeros(shape, dtype=torch.float64) for key in ("text_induction", "name_copy")}
-        self.queries = {key: 0 for key in self.totals}
+        self.totals = {key: torch.zeros(shape, dtype=torch.float64) for key in self.pairs}
+        self.queries = {key: 0 for key in self.pairs}
 
-    def add(self, begin: int, maps: torch.Tensor) -> None:
-        """maps: (rows, n_layer, n_head, T, T) of stories begin.. (right-padded, so only each
-        story's own positions are read)."""
-        for row in range(maps.size(0)):
-            ids = self.sequences[begin + row]
-            induction, copy = story_attention_pairs(ids, self.classes[begin + row], self.start_id)
-            for key, pairs in (("text_induction", induction), ("name_copy", copy)):
-                if pairs:
-                    q, k = (torch.tensor(column) for column in zip(*pairs))
-                    self.totals[key] += maps[row][:, :, q, k].double().sum(dim=-1)
-            self.queries["text_induction"] += len(induction)
-            self.queries["name_copy"] += len({q for q, _ in copy})
+    def add(self, batch: list[int], maps: list[torch.Tensor]) -> None:
+        """maps: one (rows, n_head, T, T) tensor per layer, row i of story batch[i] (right-padded,
+        so only each story's own positions are read). Each layer's entries are gathered in one go."""
+        for key, pairs_of in self.pairs.items():
+            rows = [row for row, story in enumerate(batch) for _ in pairs_of[story]]
+            if rows:
+                pairs = [pair for story in batch for pair in pairs_of[story]]
+                r, q, k = torch.tensor(rows), torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+                self.totals[key] += torch.stack([layer[r, :, q, k].double().sum(dim=0) for layer in maps])
+        self.queries["text_induction"] += sum(len(self.pairs["text_induction"][story]) for story in batch)
+        self.queries["name_copy"] += sum(len({q for q, _ in self.pairs["name_copy"][story]}) for story in batch)
 
     def scores(self) -> dict[str, list[list[float]]]:
         return {key: [[round(float(v), ROUND) for v in row] for row in self.totals[key] / max(self.queries[key], 1)]
@@ -112,7 +115,7 @@ def story_attention_scores(model: LanguageModel, stories: list[list[int]], class
         padded = torch.full((len(group), max(len(ids) for ids in group)), start_id, dtype=torch.long)
         for row, ids in enumerate(group):
             padded[row, : len(ids)] = torch.tensor(ids)
-        scores.add(begin, model.forward_with_attention(padded)[1])
+        scores.add(list(range(begin, begin + len(group))), model.forward_with_attention(padded, per_layer=True)[1])
     return scores.scores()
 
 

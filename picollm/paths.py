@@ -39,10 +39,14 @@ def interpret_metrics(name: str) -> Path:
 
 
 def interpret_figures(name: str) -> dict[str, Path]:
-    """interpret@<name>'s figures, in one directory per model (the head figures: Transformers only)."""
+    """interpret@<name>'s figures, in one directory per model (the head figures: Transformers only;
+    every model's scores over training also share one figure of the `plots` stage, OVER_TRAINING_PLOT)."""
     directory = PLOTS_DIR / "interpret" / name
     return {"phase": directory / "over_training.png", "heads": directory / "heads.png",
             "attention": directory / "attention.png"}
+
+
+OVER_TRAINING_PLOT = PLOTS_DIR / "over_training.png"
 
 
 SPEEDRUN_DIR = MODELS_DIR / "speedrun"  # the nanoGPT-recipe run: its model and snapshots

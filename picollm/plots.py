@@ -6,6 +6,9 @@ PNGs, always the same names (dvc.yaml declares each one):
 - bpb_vs_params.png: val bits per byte against parameter count, with the entropy floor and the
   unigram baseline as horizontal lines;
 - throughput.png: training tokens per second of every model (metrics/timings/train);
+- over_training.png: every model's val loss, recurring-name loss and best heads at each training
+  snapshot (metrics/interpret/<model>.json), on one time axis, so the Transformers' copying shows
+  against the models that cannot copy;
 - every study's figures (`figures` of picollm/studies/<study>.py, drawn from metrics/sweeps/<study>.json
   on the `Canvas` this module hands over).
 
@@ -29,13 +32,14 @@ from pathlib import Path
 from picollm import paths
 from picollm.errors import PicoError
 from picollm.figures import pyplot, save_png
+from picollm.interpret_plots import phase_change_plot
 from picollm.io import read_json, write_text
 from picollm.studies.base import Canvas
 from picollm.studies.plan import sweep_metrics
 from picollm.studies.registry import ordered as studies
 
 DATA_DIR = paths.PLOTS_DIR / "data"
-MODEL_PNGS = ("loss_curves.png", "bpb_vs_params.png", "throughput.png")
+MODEL_PNGS = ("loss_curves.png", "bpb_vs_params.png", "throughput.png", paths.OVER_TRAINING_PLOT.name)
 PNG_NAMES = (*MODEL_PNGS, *(name for study in studies() for name in study.figures))
 HTML_TEMPLATE = Path(".dvc/plots/offline.html")
 VEGA_LITE_VERSION = "5.21"  # DVC's templates are Vega-Lite 5 specs
@@ -82,6 +86,16 @@ def loss_curve_rows(models: list[str]) -> list[dict]:
     return rows
 
 
+def snapshot_rows(models: list[str]) -> list[dict]:
+    """Every model's interpret@ rows (one per training snapshot), each tagged with its model."""
+    rows = []
+    for model in models:
+        path = paths.interpret_metrics(model)
+        if path.is_file():
+            rows += [{"model": model, **row} for row in read_json(path)["snapshots"]]
+    return rows
+
+
 def throughput_rows(models: list[str]) -> list[dict]:
     rows = []
     for model in models:
@@ -92,6 +106,16 @@ def throughput_rows(models: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ figures
+def plot_over_training(rows: list[dict], path: Path) -> None:
+    if rows:
+        phase_change_plot(rows, path, title="every model over training: copying arrives with the drop in recurring-name loss")
+        return
+    plt, _ = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 3))
+    _empty(ax, "no interpret@ results yet")
+    save_png(fig, path)
+
+
 def plot_loss_curves(rows: list[dict], path: Path) -> None:
     plt, sns = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -168,6 +192,7 @@ def make_plots(models: list[str]) -> list[Path]:
     plot_loss_curves(curves, out / "loss_curves.png")
     plot_bpb_vs_params(read_json(paths.METRICS_DIR / "models.json"), out / "bpb_vs_params.png")
     plot_throughput(throughput_rows(models), out / "throughput.png")
+    plot_over_training(snapshot_rows(models), paths.OVER_TRAINING_PLOT)
 
     kit = canvas()
     for study in studies():

@@ -84,7 +84,8 @@ def figure(path: Path) -> str:
 
 
 def plots_section(plots_dir: Path) -> str:
-    pngs = sorted((p for p in plots_dir.glob("*.png") if p.name != paths.SPEEDRUN_PLOT.name), key=lambda p: (list(CAPTIONS).index(p.name) if p.name in CAPTIONS else len(CAPTIONS), p.name))
+    shown_elsewhere = {paths.SPEEDRUN_PLOT.name, paths.OVER_TRAINING_PLOT.name}  # in their own sections
+    pngs = sorted((p for p in plots_dir.glob("*.png") if p.name not in shown_elsewhere), key=lambda p: (list(CAPTIONS).index(p.name) if p.name in CAPTIONS else len(CAPTIONS), p.name))
     return "\n".join(figure(p) for p in pngs) or "<p>No plots yet.</p>"
 
 
@@ -142,6 +143,8 @@ def interpret_section(models: list[str]) -> str:
              "name's earlier mentions.</p>",
              table(["model", "recurring name (nats/token)", "in-context score", "strongest name-copy head (stories)",
                     "strongest induction head (random tokens)", "strongest induction head (stories)"], rows, {1, 2})]
+    if paths.OVER_TRAINING_PLOT.is_file():
+        parts.append(figure(paths.OVER_TRAINING_PLOT))
     for model in docs:
         parts += [figure(p) for p in sorted((paths.PLOTS_DIR / "interpret" / model).glob("*.png"))]
     return "\n".join(parts)

@@ -311,7 +311,7 @@ class ScriptedAttention(nn.Module):
     max_context = 12
     config = dataclasses.make_dataclass("Config", [("n_layer", int), ("n_head", int)])(1, 2)
 
-    def forward_with_attention(self, idx):
+    def forward_with_attention(self, idx, per_layer=False):
         B, T = idx.shape
         maps = torch.zeros(B, 1, 2, T, T)
         for b in range(B):
@@ -320,7 +320,7 @@ class ScriptedAttention(nn.Module):
                 ahead = int(idx[b, q + 1]) if q + 1 < T else None
                 earlier = [k for k in range(1, q + 1) if int(idx[b, k]) == ahead]
                 maps[b, 0, 1, q, earlier[-1] if earlier else q] = 1.0
-        return None, maps
+        return None, (list(maps.unbind(1)) if per_layer else maps)
 
 
 def test_story_scores_are_exact_on_scripted_heads_and_do_not_depend_on_the_batch():

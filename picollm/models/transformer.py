@@ -152,9 +152,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.project(x, rope)
         group = self.n_head // self.n_kv_head
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        # Scaled on q (T x hd per head), masked in place: the (T, T) scores are written once.
+        scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        probs = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+        probs = scores.masked_fill_(future, float("-inf")).softmax(dim=-1)
         y = (probs @ v).transpose(1, 2).reshape(B, T, d)
         return self.resid_dropout(self.proj(y)), probs
 
@@ -253,16 +254,18 @@ class Transformer(LanguageModel):
         self.check_input(idx)
         return self._run(idx, 0, None)
 
-    def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_attention(self, idx: torch.Tensor, per_layer: bool = False):
         """The logits of `forward` (equal up to float rounding, in eval mode) and every head's
         attention probabilities, (B, n_layer, n_head, T, T): row i is what query i attends to.
+        With `per_layer`, the maps as a list of (B, n_head, T, T), one per layer, not copied into
+        one tensor (for a reader that gathers a few entries of each).
 
         The logits are computed from these probabilities (attention written out instead of SDPA),
         so the maps are the ones the prediction really used. `forward` itself is untouched."""
         self.check_input(idx)
         maps: list[torch.Tensor] = []
         logits = self._run(idx, 0, None, maps)
-        return logits, torch.stack(maps, dim=1)
+        return logits, (maps if per_layer else torch.stack(maps, dim=1))
 
     def init_state(self, batch_size: int) -> KVCache:
         n_layer = self.config.n_layer
