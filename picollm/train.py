@@ -175,12 +175,13 @@ def _resume_or_start(job: TrainJob, device, result: TrainResult):
 
 
 @torch.no_grad()
-def estimate_val_loss(model, stream: TokenStream, job: TrainJob, device, group: ProcessGroup) -> float:
+def estimate_val_loss(model, stream: TokenStream, job: TrainJob, device, group: ProcessGroup, starts: np.ndarray | None) -> float:
+    """The mean loss of `eval_batches` seeded crops of the val split, drawn as training draws its
+    own (`starts`: story crops), so that the two curves measure the same thing."""
     model.eval()
-    gen = torch.Generator().manual_seed(job.seed + VAL_BATCH_SEED_OFFSET)
-    losses = []
+    gen, losses = torch.Generator().manual_seed(job.seed + VAL_BATCH_SEED_OFFSET), []
     for _ in range(job.train.eval_batches):
-        x, y = stream.batch(gen, job.train.batch_size, job.train.block_size)
+        x, y = draw_batch(stream, gen, job.train, starts)
         with autocast(device, job.train.dtype):
             logits = model(x.to(device))
         losses.append(torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten()).item())
@@ -247,12 +248,10 @@ def train_model(job: TrainJob) -> TrainResult:
     if job.train_token_limit is not None:  # batches are then drawn from this prefix only
         train_stream = TokenStream(train_stream.path, train_stream.tokens[: job.train_token_limit])
     val_stream = TokenStream.open(job.token_dir / "val.bin", job.vocab_size)
-    train_stream.check_block_size(train.block_size, "train")
-    val_stream.check_block_size(train.block_size, "val")
+    for stream, split in ((train_stream, "train"), (val_stream, "val")):
+        stream.check_block_size(train.block_size, split)
     micro, accum = accumulation_steps(train, group)
-    starts = story_starts(train_stream, job.eot_id, train.block_size) if train.crop == "story" else None
-    if starts is not None and not len(starts):
-        raise PicoError(f"train.crop = 'story': no document in {train_stream.path} starts a whole block of {train.block_size} tokens")
+    starts, val_starts = (story_starts(s, job.eot_id, train.block_size) if train.crop == "story" else None for s in (train_stream, val_stream))
 
     if group.is_main:
         _remove_stale_temp_files(job.checkpoint_dir / "last.ckpt", job.model_out)
@@ -284,7 +283,7 @@ def train_model(job: TrainJob) -> TrainResult:
                 result.history.append({"step": done, "train_loss": round(step_loss, 6)})
                 print(f"{job.name} step {done}/{train.steps} loss {step_loss:.4f}", file=sys.stderr, flush=True)
             if done % train.eval_every == 0 or done == train.steps:
-                val_loss = estimate_val_loss(model, val_stream, job, device, group)
+                val_loss = estimate_val_loss(model, val_stream, job, device, group, val_starts)
                 if not math.isfinite(val_loss):
                     raise _diverged(job, f"the validation loss became {val_loss}", done)
                 result.history.append({"step": done, "val_loss": round(val_loss, 6)})
@@ -319,7 +318,10 @@ def story_starts(stream: TokenStream, eot_id: int, block_size: int) -> np.ndarra
     """Where a crop may start so that it begins with a document: at each end-of-text separator
     (the cache is `<eot> doc <eot> doc ...`) that leaves a whole block after it."""
     starts = np.flatnonzero(np.asarray(stream.tokens) == eot_id)
-    return starts[starts + block_size + 1 <= len(stream)]
+    starts = starts[starts + block_size + 1 <= len(stream)]
+    if not len(starts):
+        raise PicoError(f"train.crop = 'story': no document in {stream.path} starts a whole block of {block_size} tokens")
+    return starts
 
 
 def draw_batch(stream: TokenStream, generator: torch.Generator, train: TrainParams, starts: np.ndarray | None):

@@ -145,3 +145,25 @@ def test_story_crops_start_at_a_document(cache):
     assert int(starts.max()) + train.block_size + 1 <= len(stream)
     x, y = draw_batch(stream, torch.Generator().manual_seed(0), train, starts)
     assert x.shape == y.shape == (16, 24) and bool((x[:, 0] == tok.eot_id).all()) and torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_the_val_estimate_draws_its_crops_as_training_does(cache, monkeypatch):
+    """Story crops in training, story crops of the val split in its estimate (a model that only ever
+    saw a story from its start is not scored on contexts that begin mid-story); random crops stay
+    the draws they always were."""
+    tok, token_dir = cache
+    stream = TokenStream.open(token_dir / "val.bin", tok.vocab_size)
+    drawn = []
+    monkeypatch.setattr(train_mod, "draw_batch", lambda *args: drawn.append(draw_batch(*args)) or drawn[-1])
+    model = build_model(H.TINY_TRANSFORMER, vocab_size=tok.vocab_size, block_size=24, pad_id=tok.eot_id)
+    for crop in ("story", "random"):
+        job = H.make_job(Path("unused"), tok, token_dir, crop=crop, block_size=24, eval_batches=2)
+        starts = story_starts(stream, tok.eot_id, 24) if crop == "story" else None
+        drawn.clear()
+        train_mod.estimate_val_loss(model, stream, job, torch.device("cpu"), ProcessGroup(), starts)
+        first_ids = torch.cat([x[:, 0] for x, _ in drawn])
+        if crop == "story":
+            assert bool((first_ids == tok.eot_id).all())
+        else:
+            random_x, _ = stream.batch(torch.Generator().manual_seed(job.seed + train_mod.VAL_BATCH_SEED_OFFSET), job.train.batch_size, 24)
+            assert torch.equal(drawn[0][0], random_x) and not bool((first_ids == tok.eot_id).all())
