@@ -64,18 +64,28 @@ def story_attention_pairs(ids: list[int], classes: list[int], start_id: int) -> 
 
 class StoryAttention:
     """The two story scores of every head, summed batch by batch over the attention maps of the
-    validation stories, each read from the start token (see `story_attention_scores`)."""
+    validation stories, each read from the start token (see `story_attention_scores`).
+
+    The (query, key) pairs depend on the stories and the context only, so one instance serves
+    every snapshot of a model: `reset` before each."""
 
     def __init__(self, model: LanguageModel, stories: list[list[int]], classes: list[list[int]], start_id: int):
         self.sequences = [[start_id, *story][: model.max_context] for story in stories]
         self.pairs: dict[str, list[list[tuple[int, int]]]] = {"text_induction": [], "name_copy": []}
+        self.story_queries: dict[str, list[int]] = {"text_induction": [], "name_copy": []}
         for ids, story_classes in zip(self.sequences, classes):
             induction, copy = story_attention_pairs(ids, story_classes, start_id)
             self.pairs["text_induction"].append(induction)
             self.pairs["name_copy"].append(copy)
-        shape = (model.config.n_layer, model.config.n_head)
-        self.totals = {key: torch.zeros(shape, dtype=torch.float64) for key in self.pairs}
+            self.story_queries["text_induction"].append(len(induction))
+            self.story_queries["name_copy"].append(len({q for q, _ in copy}))
+        self.shape = (model.config.n_layer, model.config.n_head)
+        self.reset()
+
+    def reset(self) -> StoryAttention:
+        self.totals = {key: torch.zeros(self.shape, dtype=torch.float64) for key in self.pairs}
         self.queries = {key: 0 for key in self.pairs}
+        return self
 
     def add(self, batch: list[int], maps: list[torch.Tensor]) -> None:
         """maps: one (rows, n_head, T, T) tensor per layer, row i of story batch[i] (right-padded,
@@ -86,8 +96,7 @@ class StoryAttention:
                 pairs = [pair for story in batch for pair in pairs_of[story]]
                 r, q, k = torch.tensor(rows), torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
                 self.totals[key] += torch.stack([layer[r, :, q, k].double().sum(dim=0) for layer in maps])
-        self.queries["text_induction"] += sum(len(self.pairs["text_induction"][story]) for story in batch)
-        self.queries["name_copy"] += sum(len({q for q, _ in self.pairs["name_copy"][story]}) for story in batch)
+            self.queries[key] += sum(self.story_queries[key][story] for story in batch)
 
     def scores(self) -> dict[str, list[list[float]]]:
         return {key: [[round(float(v), ROUND) for v in row] for row in self.totals[key] / max(self.queries[key], 1)]
@@ -129,10 +138,9 @@ def in_context_positions(model: LanguageModel) -> dict[str, int]:
 
 
 def snapshot_row(model: LanguageModel, step: int, tokens: int, stories: list[list[int]], classes: list[list[int]],
-                 tok: Tokenizer) -> dict:
-    """The scores of one snapshot (see the module docstring). For a Transformer one pass over the
-    stories gives both their loss and the heads' story scores."""
-    story_heads = StoryAttention(model, stories, classes, tok.eot_id) if model.family == "transformer" else None
+                 tok: Tokenizer, story_heads: StoryAttention | None) -> dict:
+    """The scores of one snapshot (see the module docstring). For a Transformer (`story_heads`,
+    reset) one pass over the stories gives both their loss and the heads' story scores."""
     nll = position_nll(model, stories, start_id=tok.eot_id, attention=story_heads.add if story_heads else None)
     scored = ~np.isnan(nll)
     name_mask = np.zeros_like(scored)
@@ -170,11 +178,13 @@ def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes
                         tok: Tokenizer) -> tuple[dict, LanguageModel | None]:
     """Every snapshot's row, in training order, and what they were measured on; and the last
     snapshot's model (the trained one, which `draw_final_heads` draws), each read once."""
-    rows, model = [], None
+    rows, model, story_heads = [], None, None
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
         model = model_from_payload(payload, path)
-        rows.append(snapshot_row(model, int(payload["step"]), int(payload["tokens_seen"]), stories, classes, tok))
+        if model.family == "transformer":  # one training run: every snapshot has the same shape
+            story_heads = (story_heads or StoryAttention(model, stories, classes, tok.eot_id)).reset()
+        rows.append(snapshot_row(model, int(payload["step"]), int(payload["tokens_seen"]), stories, classes, tok, story_heads))
     result = {
         "stories": len(stories),
         "induction_threshold": INDUCTION_THRESHOLD,
