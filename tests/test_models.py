@@ -14,7 +14,14 @@ from picollm.errors import PicoError
 from picollm.models.kgram import onehot_first_layer_reference
 from picollm.models.presets import TRANSFORMER_PRESETS, reference_param_counts
 from picollm.models.registry import build_model, model_config, model_from_config
-from picollm.models.transformer import CausalSelfAttention, TransformerConfig, apply_rope, make_norm, rope_tables
+from picollm.models.transformer import (
+    WRITTEN_OUT_MAX_CONTEXT,
+    CausalSelfAttention,
+    TransformerConfig,
+    apply_rope,
+    make_norm,
+    rope_tables,
+)
 
 VOCAB = 29
 PAD = VOCAB - 1  # not 0, so forgetting to pad with pad_id (zeros) would show
@@ -111,6 +118,30 @@ def test_bfloat16_autocast_trains_and_decodes(name):
     # ...and bf16 stays within a few percent of the spread of the fp32 logits (~1 here).
     spread = reference.std().item()
     assert spread > 0.5 and (full - reference).abs().max().item() < 0.05 * spread
+
+
+@pytest.mark.parametrize("dtype, length, dropout, written_out", [
+    (torch.bfloat16, WRITTEN_OUT_MAX_CONTEXT, 0.0, True),  # where it measured faster
+    (torch.bfloat16, WRITTEN_OUT_MAX_CONTEXT + 1, 0.0, False),  # past the crossover: the fused kernel
+    (torch.float32, 8, 0.0, False),  # fp32: SDPA is faster, and keeps the default run's bytes
+    (torch.bfloat16, 8, 0.1, False),  # attention dropout in training: only SDPA applies it
+])
+def test_cpu_bf16_attention_is_written_out_only_where_it_pays(monkeypatch, dtype, length, dropout, written_out):
+    model = build_model({**TINY_SPECS["transformer-gpt2"], "dropout": dropout}, vocab_size=VOCAB, block_size=length,
+                        pad_id=PAD, key="models.t").train()
+    calls = []
+    real = CausalSelfAttention.explicit
+    monkeypatch.setattr(CausalSelfAttention, "explicit", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    ids = random_ids(2, length)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        written = model(ids).float()
+    assert len(calls) == (model.config.n_layer if written_out else 0)
+    if written_out:  # the same function as SDPA's, to bf16's resolution
+        monkeypatch.setattr("picollm.models.transformer.WRITTEN_OUT_MAX_CONTEXT", 0)
+        with torch.autocast("cpu", dtype=dtype):
+            fused = model(ids).float()
+        assert len(calls) == model.config.n_layer
+        torch.testing.assert_close(written, fused, rtol=0.02, atol=0.02)
 
 
 def test_kv_cache_refuses_to_overflow():

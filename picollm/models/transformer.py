@@ -8,7 +8,10 @@ Choices a config makes: LayerNorm or RMSNorm, GELU (exact, or GPT-2's tanh appro
 `gelu_tanh`) or SwiGLU MLP, learned positions or RoPE,
 grouped-query attention (n_kv_head < n_head), biases, weight tying. Attention is
 `F.scaled_dot_product_attention` on a fused QKV projection; GQA is handled by SDPA's
-`enable_gqa` (no copies of the K/V heads). Initialisation follows GPT-2: N(0, 0.02) for weights,
+`enable_gqa` (no copies of the K/V heads). One exception, chosen by measurement
+(docs/performance.md): on a CPU under bf16 autocast, up to WRITTEN_OUT_MAX_CONTEXT positions,
+attention is written out (`Attention.explicit`), because oneDNN's bf16 matmuls run at the CPU's
+peak while the fused CPU kernel does not; float32 and CUDA always take SDPA. Initialisation follows GPT-2: N(0, 0.02) for weights,
 the residual output projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance
 does not grow with depth.
 
@@ -33,6 +36,16 @@ from torch import nn
 
 from picollm.models.base import LanguageModel
 from picollm.models.configs import TransformerConfig
+
+# Past this many positions the written-out attention's (T, T) work, half of it masked, costs more
+# than the fused kernel saves (docs/performance.md).
+WRITTEN_OUT_MAX_CONTEXT = 256
+
+
+def written_out_attention_is_faster(x: torch.Tensor) -> bool:
+    """True for CPU activations of at most WRITTEN_OUT_MAX_CONTEXT positions under bf16 autocast."""
+    return (x.device.type == "cpu" and x.size(1) <= WRITTEN_OUT_MAX_CONTEXT and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -116,6 +129,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too."""
+        if cache is None and start == 0 and (self.dropout == 0 or not self.training) and written_out_attention_is_faster(x):
+            return self.explicit(x, rope)[0]
         B, T, d = x.shape
         q, k, v = self.project(x, rope)
         mask, is_causal = None, T > 1
@@ -145,8 +160,9 @@ class CausalSelfAttention(nn.Module):
         """`forward` from position 0 without a cache, written out: softmax(q k^T / sqrt(hd)) under
         the causal mask, times v. Returns the output and the probabilities (B, n_head, T, T).
 
-        For reading the attention, not for training: no attention dropout, and a (T, T) matrix
-        per head where SDPA keeps none. Query head h reads K/V head h // (n_head / n_kv_head),
+        Used to read the attention, and by `forward` where it is faster (see the module
+        docstring); never with attention dropout, which it does not apply, and it keeps a (T, T)
+        matrix per head where SDPA keeps none. Query head h reads K/V head h // (n_head / n_kv_head),
         as SDPA's `enable_gqa` does."""
         B, T, d = x.shape
         q, k, v = self.project(x, rope)
