@@ -4,7 +4,8 @@
 - `phase_change_plot`: validation loss, the cost of recurring names and the best head's
   induction and name-copy scores against training tokens, one panel each on a shared axis, with
   a line where a head first reaches the threshold: they move together, as one event;
-- `attention_picture`: one story's text, shaded by where one head looks from chosen positions.
+- `attention_picture`: one story's text, shaded by where one head looks from chosen positions;
+- `draw_heads`: a Transformer's heatmap and attention picture, as the `plots` stage draws them.
 
 Same inputs, same PNG bytes (picollm.plots.save_png). Figures are built without pyplot's global
 state; the seaborn theme is the one picollm/plots.py uses. No torch: the inputs are plain lists.
@@ -122,20 +123,21 @@ def _token_layout(texts: list[str]) -> list[tuple[int, int, str]]:
     return placed
 
 
-def attention_picture(tokens: Sequence[str], attn: Sequence[Sequence[float]], highlight_positions: Sequence[int],
+def attention_picture(tokens: Sequence[str], queries: Sequence[int], rows: Sequence[Sequence[float]],
                       path: Path, title: str = "") -> None:
-    """One panel per query position in `highlight_positions`: the story's tokens, each shaded by the
-    attention that query pays it (row `attn[query]` of one head's (T, T) pattern, scaled to the
-    row's largest weight); the query is boxed red, the token it looks at most boxed black."""
+    """One panel per query position: the story's tokens, each shaded by the attention that query
+    pays it (`rows[i]`, query `queries[i]`'s row of one head's pattern, one weight per token,
+    scaled to the row's largest weight); the query is boxed red, the token it looks at most black."""
     from matplotlib.patches import Rectangle
 
     texts = [str(token) for token in tokens]
-    weights = np.asarray(attn, dtype=np.float64)
-    if weights.shape != (len(texts), len(texts)):
-        raise PicoError(f"the attention pattern must be {len(texts)} x {len(texts)} (one row and column per token), got {weights.shape}")
-    queries = list(highlight_positions)
+    queries = list(queries)
     if not queries or any(not 0 <= q < len(texts) for q in queries):
-        raise PicoError(f"highlight positions {queries} are not allowed; give at least one position in [0, {len(texts)})")
+        raise PicoError(f"query positions {queries} are not allowed; give at least one position in [0, {len(texts)})")
+    weights = np.asarray(rows, dtype=np.float64)
+    if weights.shape != (len(queries), len(texts)):
+        raise PicoError(f"the attention rows must be {len(queries)} x {len(texts)} (one row per query, one weight per token), "
+                        f"got {weights.shape}")
     layout = _token_layout(texts)
     n_lines = layout[-1][0] + 1
     panel_height = 0.28 * n_lines + 0.6
@@ -146,7 +148,7 @@ def attention_picture(tokens: Sequence[str], attn: Sequence[Sequence[float]], hi
     fontsize = 0.96 * width * 72 / CHARS_PER_LINE / MONO_ADVANCE * 0.95
     for index, query in enumerate(queries):
         ax = fig.add_subplot(len(queries), 1, index + 1)
-        row = weights[query]
+        row = weights[index]
         target = int(np.argmax(row[: query + 1]))
         scale = row[target] if row[target] > 0 else 1.0
         for position, (line, column, shown) in enumerate(layout):
@@ -167,3 +169,17 @@ def attention_picture(tokens: Sequence[str], attn: Sequence[Sequence[float]], hi
     if title:
         fig.suptitle(title)
     save_png(fig, path)
+
+
+def draw_heads(name: str, heads: dict, example: dict | None, heatmap: Path, picture: Path) -> list[Path]:
+    """A Transformer's figures at the end of training (the `plots` stage draws them): its heads'
+    name-copy, story-induction and previous-token scores as heatmaps, and, given interpret@'s
+    attention example, where its strongest copying head looks on a story. Returns the paths drawn."""
+    head_heatmap([("name copy (stories)", heads["name_copy"]), ("induction (stories)", heads["text_induction"]),
+                  ("previous token (random)", heads["previous_token"])], heatmap,
+                 title=f"{name}: what each head does at the end of training")
+    if example is None or not example["queries"]:
+        return [heatmap]
+    attention_picture(example["tokens"], example["queries"], example["rows"], picture,
+                      title=f"{name}: layer {example['layer']} head {example['head']} predicting a recurring name")
+    return [heatmap, picture]

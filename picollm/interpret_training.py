@@ -11,9 +11,9 @@ from its start (after the end-of-text token that precedes every story in trainin
   (the standard test of the circuit), its induction and name-copy scores on the stories
   themselves (story_attention_scores), and the strongest head of each.
 
-The last snapshot is the trained model; its heads' name-copy, induction and previous-token scores
-are drawn as heatmaps, and the strongest copying head's attention on the first validation story
-with a recurring name.
+The last snapshot is the trained model: `attention_example` keeps where its strongest copying
+head looks on the first validation story with a recurring name. Drawing is the `plots` stage's
+(picollm/interpret_plots.py), so this stage never loads matplotlib.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from picollm.checkpoint import load_checkpoint
 from picollm.interpret import ICL_EARLY, ICL_LATE, ICL_WINDOW, head_scores, in_context_score, position_nll, strongest_head
-from picollm.interpret_plots import INDUCTION_THRESHOLD, attention_picture, head_heatmap
+from picollm.interpret_plots import INDUCTION_THRESHOLD
 from picollm.loss_classes import NAME_REPEAT, document_token_classes
 from picollm.models.base import LanguageModel
 from picollm.models.loading import model_from_payload
@@ -177,7 +177,7 @@ def story_tokens_and_classes(texts: list[str], tok: Tokenizer, names: frozenset[
 def interpret_snapshots(snapshots: list[Path], stories: list[list[int]], classes: list[list[int]],
                         tok: Tokenizer) -> tuple[dict, LanguageModel | None]:
     """Every snapshot's row, in training order, and what they were measured on; and the last
-    snapshot's model (the trained one, which `draw_final_heads` draws), each read once."""
+    snapshot's model (the trained one, which `attention_example` reads), each read once."""
     rows, model, story_heads = [], None, None
     for path in snapshots:
         payload = load_checkpoint(path, tokenizer_identity=tok.identity)
@@ -203,24 +203,27 @@ def first_recurring_name(classes: list[list[int]], limit: int) -> tuple[int, int
     return None
 
 
-def draw_final_heads(name: str, model: LanguageModel, result: dict, stories: list[list[int]], classes: list[list[int]],
-                     tok: Tokenizer, heatmap: Path, picture: Path) -> None:
-    """The last snapshot's head heatmaps, and where its strongest copying head looks on a story."""
-    final = result["snapshots"][-1]
-    heads = final["heads"]
-    head_heatmap([("name copy (stories)", heads["name_copy"]), ("induction (stories)", heads["text_induction"]),
-                  ("previous token (random)", heads["previous_token"])], heatmap,
-                 title=f"{name}: what each head does at the end of training")
+def attention_example(model: LanguageModel, result: dict, stories: list[list[int]], classes: list[list[int]],
+                      tok: Tokenizer) -> dict | None:
+    """Where the trained model's strongest name-copy head looks on the first validation story with
+    a recurring name, from the first (up to 3) positions that predict one: the story's tokens and
+    those positions' attention rows (6 decimals). None for a model without heads, or no such story."""
+    if model.family != "transformer" or not result["snapshots"]:
+        return None
     found = first_recurring_name(classes, model.max_context - 1)
     if found is None:
-        return
+        return None
     story, _ = found
     ids = [tok.eot_id, *stories[story]][: model.max_context]
     with torch.inference_mode():
         _, maps = model.forward_with_attention(torch.tensor([ids]))
-    strongest = final["strongest_name_copy_head"]
-    attn = maps[0, strongest["layer"], strongest["head"]].double().tolist()
+    head = result["snapshots"][-1]["strongest_name_copy_head"]
+    attn = maps[0, head["layer"], head["head"]].double()
     # ids[0] is the end-of-text token, so story token p sits at index p + 1 and is predicted at index p.
     queries = [p for p, kind in enumerate(classes[story][: len(ids) - 1]) if kind == NAME_REPEAT][:3]
-    attention_picture([tok.decode([t]) for t in ids], attn, queries, picture,
-                      title=f"{name}: layer {strongest['layer']} head {strongest['head']} predicting a recurring name")
+    return {"layer": head["layer"], "head": head["head"], "tokens": [tok.decode([t]) for t in ids],
+            "queries": queries, "rows": [_rounded_row(attn[q]) for q in queries]}
+
+
+def _rounded_row(row: torch.Tensor) -> list[float]:
+    return [round(float(v), ROUND) for v in row]

@@ -38,12 +38,20 @@ def interpret_metrics(name: str) -> Path:
     return METRICS_DIR / "interpret" / f"{name}.json"
 
 
+def interpret_example(name: str) -> Path:
+    """interpret@<name>'s attention example (its strongest copying head on one story; null
+    without heads): the data behind the attention picture the `plots` stage draws."""
+    return Path("data/interpret") / f"{name}.json"
+
+
+INTERPRET_PLOTS_DIR = PLOTS_DIR / "interpret"  # the `plots` stage's per-Transformer head figures
+
+
 def interpret_figures(name: str) -> dict[str, Path]:
-    """interpret@<name>'s figures, in one directory per model (the head figures: Transformers only;
-    every model's scores over training also share one figure of the `plots` stage, OVER_TRAINING_PLOT)."""
-    directory = PLOTS_DIR / "interpret" / name
-    return {"phase": directory / "over_training.png", "heads": directory / "heads.png",
-            "attention": directory / "attention.png"}
+    """A Transformer's head figures, drawn by the `plots` stage from interpret@<name>'s outputs
+    (every model's scores over training share one figure, OVER_TRAINING_PLOT)."""
+    directory = INTERPRET_PLOTS_DIR / name
+    return {"heads": directory / "heads.png", "attention": directory / "attention.png"}
 
 
 OVER_TRAINING_PLOT = PLOTS_DIR / "over_training.png"

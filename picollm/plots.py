@@ -9,6 +9,9 @@ PNGs, always the same names (dvc.yaml declares each one):
 - over_training.png: every model's val loss, recurring-name loss and best heads at each training
   snapshot (metrics/interpret/<model>.json), on one time axis, so the Transformers' copying shows
   against the models that cannot copy;
+- interpret/<model>/heads.png and attention.png, for each Transformer: its heads' scores at the end
+  of training and where its strongest copying head looks on a story (from interpret@<model>'s
+  metrics and attention example; picollm/interpret_plots.py draws them);
 - every study's figures (`figures` of picollm/studies/<study>.py, drawn from metrics/sweeps/<study>.json
   on the `Canvas` this module hands over).
 
@@ -32,7 +35,7 @@ from pathlib import Path
 from picollm import paths
 from picollm.errors import PicoError
 from picollm.figures import pyplot, save_png
-from picollm.interpret_plots import phase_change_plot
+from picollm.interpret_plots import draw_heads, phase_change_plot
 from picollm.io import read_json, write_text
 from picollm.studies.base import Canvas
 from picollm.studies.plan import sweep_metrics
@@ -193,6 +196,7 @@ def make_plots(models: list[str]) -> list[Path]:
     plot_bpb_vs_params(read_json(paths.METRICS_DIR / "models.json"), out / "bpb_vs_params.png")
     plot_throughput(throughput_rows(models), out / "throughput.png")
     plot_over_training(snapshot_rows(models), paths.OVER_TRAINING_PLOT)
+    drawn = draw_interpret_heads(models)
 
     kit = canvas()
     for study in studies():
@@ -200,7 +204,22 @@ def make_plots(models: list[str]) -> list[Path]:
         write_csv(DATA_DIR / f"{study.name}.csv", study.csv_rows(table), list(study.csv_fields))
         for name, fig in study.plot(table, kit).items():
             save_png(fig, out / name)
-    return [out / name for name in PNG_NAMES]
+    return [out / name for name in PNG_NAMES] + drawn
+
+
+def draw_interpret_heads(models: list[str]) -> list[Path]:
+    """Each Transformer's head figures (paths.interpret_figures), from interpret@'s outputs."""
+    drawn = []
+    for model in models:
+        metrics, example = paths.interpret_metrics(model), paths.interpret_example(model)
+        if not (metrics.is_file() and example.is_file()):
+            continue
+        final = read_json(metrics)["snapshots"][-1]
+        if "heads" in final:
+            figures = paths.interpret_figures(model)
+            drawn += draw_heads(model, final["heads"], read_json(example)["attention_example"],
+                                figures["heads"], figures["attention"])
+    return drawn
 
 
 # ------------------------------------------------------------------------------ offline dvc plots

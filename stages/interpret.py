@@ -1,5 +1,6 @@
 """Stage `interpret@<model>`: every training snapshot of a model scored for copying, in-context
-learning and (Transformers) induction heads -> metrics/interpret/<model>.json and its figures."""
+learning and (Transformers) induction heads -> metrics/interpret/<model>.json, and the attention
+example data/interpret/<model>.json that the `plots` stage draws."""
 
 import sys
 
@@ -7,8 +8,7 @@ from picollm import paths, tokenizer
 from picollm.data.prepare import read_split
 from picollm.data.stories import character_names
 from picollm.errors import PicoError, exit_on_pico_error
-from picollm.interpret_plots import phase_change_plot
-from picollm.interpret_training import draw_final_heads, interpret_snapshots, story_tokens_and_classes
+from picollm.interpret_training import attention_example, interpret_snapshots, story_tokens_and_classes
 from picollm.io import write_json
 from picollm.params import load_params
 
@@ -27,11 +27,8 @@ def main(name: str) -> None:
     stories, classes = story_tokens_and_classes(texts, tok, names)
     result, final_model = interpret_snapshots(snapshots, stories, classes, tok)
     write_json(paths.interpret_metrics(name), {"model": name, **result})
-    figures = paths.interpret_figures(name)
-    phase_change_plot([{"model": name, **row} for row in result["snapshots"]], figures["phase"],
-                      title=f"{name}: copying over training")
-    if params.models[name].get("family") == "transformer":
-        draw_final_heads(name, final_model, result, stories, classes, tok, figures["heads"], figures["attention"])
+    example = attention_example(final_model, result, stories, classes, tok)
+    write_json(paths.interpret_example(name), {"model": name, "attention_example": example})
 
 
 if __name__ == "__main__":

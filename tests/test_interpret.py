@@ -444,14 +444,14 @@ def test_figures_are_written_and_deterministic(tmp_path):
     for run in ("first", "second"):
         head_heatmap([("copy", scores), ("previous", scores[::-1])], tmp_path / f"heat_{run}.png", title="tiny")
         phase_change_plot(rows, tmp_path / f"phase_{run}.png")
-        attention_picture(tokens, attn, [7, 9], tmp_path / f"picture_{run}.png", title="one story")
+        attention_picture(tokens, [7, 9], attn[[7, 9]], tmp_path / f"picture_{run}.png", title="one story")
     for name in ("heat", "phase", "picture"):
         first = (tmp_path / f"{name}_first.png").read_bytes()
         assert first.startswith(b"\x89PNG") and first == (tmp_path / f"{name}_second.png").read_bytes()
-    with pytest.raises(PicoError, match="must be 10 x 10"):
-        attention_picture(tokens, attn[:9], [7], tmp_path / "bad.png")
-    with pytest.raises(PicoError, match=r"highlight positions \[10\] are not allowed"):
-        attention_picture(tokens, attn, [10], tmp_path / "bad.png")
+    with pytest.raises(PicoError, match="must be 1 x 10"):
+        attention_picture(tokens, [7], attn[7:8, :9], tmp_path / "bad.png")
+    with pytest.raises(PicoError, match=r"query positions \[10\] are not allowed"):
+        attention_picture(tokens, [10], attn[9:10], tmp_path / "bad.png")
     with pytest.raises(PicoError, match="lack"):
         phase_change_plot([{"tokens": 1}], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
