@@ -469,3 +469,40 @@ def test_one_pass_gives_the_loss_and_the_story_scores_of_the_two_separate_passes
     separate = story_attention_scores(model, stories, classes, 29, batch_size=2)
     for key, rows in heads.scores().items():
         np.testing.assert_allclose(rows, separate[key], atol=2e-6)
+
+
+# ---------------------------------------------------------------- scripts/invented_names.py
+
+
+def _invented_names_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "invented_names.py"
+    spec = importlib.util.spec_from_file_location("invented_names", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_invented_names_replace_each_character_by_one_new_name_throughout_a_story():
+    script = _invented_names_script()
+    text = "Lily saw Tom. Tom waved at Lily, and Lily laughed. Grandma smiled."
+    out = script.invent_names(text, random.Random(0))
+    names = script.INVENTED_NAME.findall(out)
+    assert len(names) == 5 and len(set(names)) == 2 and names[0] == names[3] == names[4] and names[1] == names[2]
+    assert not script.LEXICON_NAME.search(out) and out.endswith("Grandma smiled.")  # adults keep their titles
+    assert out.replace(names[0], "Lily").replace(names[1], "Tom") == text
+
+
+def test_name_continuations_point_at_the_token_after_the_first_mention():
+    script = _invented_names_script()
+    pieces = ["Ba", "zo", " met", " Ki", "mu", ".", " Ba", "zo", " ran", " to", " Ki", "mu", "."]
+
+    class PieceTokenizer:  # token i is pieces[i]
+        decode = staticmethod(lambda ids: "".join(pieces[i] for i in ids))
+
+    text = "".join(pieces)
+    # [eot, *ids]: the second " Ba" (index 7) predicts "zo", index 2 of the first mention; the
+    # second " Ki" (index 11) predicts "mu", index 5. Last tokens of names predict nothing.
+    assert script.continuation_pairs(text, list(range(len(pieces))), PieceTokenizer) == [(7, 2), (11, 5)]
