@@ -29,6 +29,7 @@ from picollm.checkpoint import load_checkpoint  # noqa: E402
 from picollm.data.prepare import read_split  # noqa: E402
 from picollm.data.story_lexicon import NAMES  # noqa: E402
 from picollm.data.tokens import write_token_cache  # noqa: E402
+from picollm.errors import PicoError, exit_on_pico_error  # noqa: E402
 from picollm.interpret import head_scores, strongest_head  # noqa: E402
 from picollm.interpret_training import HEAD_SEED, HEAD_SEQUENCES, head_period  # noqa: E402
 from picollm.io import write_json  # noqa: E402
@@ -87,10 +88,11 @@ def name_induction_scores(model, texts: list[str], tok) -> torch.Tensor:
         summed = maps[0][:, :, queries, keys].double().sum(dim=-1)
         total, count = (summed if total is None else total + summed), count + len(pairs)
     if not count:
-        raise SystemExit("no recurring invented name in the val stories scored")
+        raise PicoError(f"no recurring invented name in the {len(texts)} val stories scored; score more (--stories)")
     return total / count
 
 
+@exit_on_pico_error
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="a new directory for the run")
@@ -99,8 +101,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stories", type=int, default=100, help="val stories scored")
     args = parser.parse_args(argv)
     if args.out.exists():
-        raise SystemExit(f"--out {args.out} exists; give a new directory (nothing of a user's is overwritten)")
+        raise PicoError(f"--out {args.out} exists; give a new directory (nothing of a user's is overwritten)")
+    for flag, value in (("--steps", args.steps), ("--stories", args.stories)):
+        if value < 1:
+            raise PicoError(f"{flag}={value} is not allowed; it must be a positive integer")
     params = load_params()
+    if params.model_spec(args.model).get("family") != "transformer":
+        raise PicoError(f"--model {args.model} is not a Transformer; only a Transformer's heads can be scored")
     tok = tokenizer.load(paths.TOKENS_DIR)
     tokens = args.out / "tokens"
     rng = random.Random(params.seed)
