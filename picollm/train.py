@@ -216,7 +216,7 @@ def train_step(runner, model, optimizer, batch, step: int, train: TrainParams, d
         with sync:
             with autocast(device, train.dtype):
                 logits = runner(x)
-            loss = cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss = cross_entropy(logits.flatten(0, 1), y.flatten())  # in float32 whatever the dtype
             (loss / accum).backward()
         loss_sum += loss.item()
     step_loss = _mean_across_ranks(loss_sum / accum, group, device)

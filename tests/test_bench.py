@@ -204,6 +204,19 @@ def test_the_training_loss_matches_torch_cross_entropy_in_value_and_gradient():
         torch.testing.assert_close(cross_entropy(logits, targets), torch.nn.functional.cross_entropy(logits, targets))
 
 
+@pytest.mark.parametrize("rows, vocab", [(300, 2048), (70, 50_000)])  # blocks of 128 rows / MIN_BLOCK_ROWS
+def test_bf16_logits_give_the_float32_loss_and_gradient_bit_for_bit(rows, vocab):
+    logits = (torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 3).to(torch.bfloat16)
+    targets = torch.randint(vocab, (rows,), generator=torch.Generator().manual_seed(1))
+    blockwise, cast_first = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours = cross_entropy(blockwise, targets)  # never casts all the logits at once
+    reference = cross_entropy(cast_first.float(), targets)  # what the training step did before
+    (ours * 0.25).backward()
+    (reference * 0.25).backward()
+    assert ours.dtype == torch.float32 and torch.equal(ours, reference)
+    assert blockwise.grad.dtype == torch.bfloat16 and torch.equal(blockwise.grad, cast_first.grad)
+
+
 def test_adamw_is_fused_on_cpu():
     model = torch.nn.Linear(4, 4)
     optimizer = make_optimizer(model, TrainParams())
