@@ -1,4 +1,4 @@
-"""The training loss: mean next-token cross-entropy in float32, whose backward allocates no more than one (rows, vocab) buffer."""
+"""The training loss: mean next-token cross-entropy, in float32 even for bf16 logits, with no avoidable (rows, vocab) buffer."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class _BlockwiseCrossEntropy(torch.autograd.Function):
     rows at a time: each block is cast to float32 and log-softmaxed while it sits in cache, so no
     float32 copy of all the logits is made; the backward recomputes each block's log-softmax
     (cheaper there than keeping it) and writes the gradient in the logits' dtype. Casting all the
-    logits to float32 first cost a bf16 training step more than the loss's arithmetic
+    logits to float32 first, and the gradient back, cost about as much as the head's matmul
     (docs/performance.md)."""
 
     @staticmethod

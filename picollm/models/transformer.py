@@ -10,10 +10,10 @@ grouped-query attention (n_kv_head < n_head), biases, weight tying. Attention is
 `F.scaled_dot_product_attention` on a fused QKV projection; GQA is handled by SDPA's
 `enable_gqa` (no copies of the K/V heads). One exception, chosen by measurement
 (docs/performance.md): on a CPU under bf16 autocast, up to WRITTEN_OUT_MAX_CONTEXT positions,
-attention is written out (`Attention.explicit`), because oneDNN's bf16 matmuls run at the CPU's
-peak while the fused CPU kernel does not; float32 and CUDA always take SDPA. Initialisation follows GPT-2: N(0, 0.02) for weights,
-the residual output projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance
-does not grow with depth.
+attention is written out (`CausalSelfAttention.explicit`), because oneDNN's bf16 matmuls run at
+the CPU's peak while the fused CPU kernel does not; float32 and CUDA always take SDPA.
+Initialisation follows GPT-2: N(0, 0.02) for weights, the residual output projections scaled by
+1/sqrt(2 * n_layer) so the residual stream's variance does not grow with depth.
 
 Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
 head_dim) on first use (in the dtype the keys come in, so it also works under autocast);
