@@ -38,10 +38,13 @@ def interpret_metrics(name: str) -> Path:
     return METRICS_DIR / "interpret" / f"{name}.json"
 
 
+INTERPRET_DATA_DIR = Path("data/interpret")
+
+
 def interpret_example(name: str) -> Path:
     """interpret@<name>'s attention example (its strongest copying head on one story; null
     without heads): the data behind the attention picture the `plots` stage draws."""
-    return Path("data/interpret") / f"{name}.json"
+    return INTERPRET_DATA_DIR / f"{name}.json"
 
 
 INTERPRET_PLOTS_DIR = PLOTS_DIR / "interpret"  # the `plots` stage's per-Transformer head figures

@@ -89,14 +89,14 @@ def loss_curve_rows(models: list[str]) -> list[dict]:
     return rows
 
 
-def snapshot_rows(models: list[str]) -> list[dict]:
+def interpret_results(models: list[str]) -> dict[str, dict]:
+    """Each model's interpret@ metrics, for the models that have them."""
+    return {model: read_json(paths.interpret_metrics(model)) for model in models if paths.interpret_metrics(model).is_file()}
+
+
+def snapshot_rows(results: dict[str, dict]) -> list[dict]:
     """Every model's interpret@ rows (one per training snapshot), each tagged with its model."""
-    rows = []
-    for model in models:
-        path = paths.interpret_metrics(model)
-        if path.is_file():
-            rows += [{"model": model, **row} for row in read_json(path)["snapshots"]]
-    return rows
+    return [{"model": model, **row} for model, result in results.items() for row in result["snapshots"]]
 
 
 def throughput_rows(models: list[str]) -> list[dict]:
@@ -195,8 +195,9 @@ def make_plots(models: list[str]) -> list[Path]:
     plot_loss_curves(curves, out / "loss_curves.png")
     plot_bpb_vs_params(read_json(paths.METRICS_DIR / "models.json"), out / "bpb_vs_params.png")
     plot_throughput(throughput_rows(models), out / "throughput.png")
-    plot_over_training(snapshot_rows(models), paths.OVER_TRAINING_PLOT)
-    drawn = draw_interpret_heads(models)
+    interpreted = interpret_results(models)
+    plot_over_training(snapshot_rows(interpreted), paths.OVER_TRAINING_PLOT)
+    drawn = draw_interpret_heads(interpreted)
 
     kit = canvas()
     for study in studies():
@@ -207,15 +208,12 @@ def make_plots(models: list[str]) -> list[Path]:
     return [out / name for name in PNG_NAMES] + drawn
 
 
-def draw_interpret_heads(models: list[str]) -> list[Path]:
+def draw_interpret_heads(results: dict[str, dict]) -> list[Path]:
     """Each Transformer's head figures (paths.interpret_figures), from interpret@'s outputs."""
     drawn = []
-    for model in models:
-        metrics, example = paths.interpret_metrics(model), paths.interpret_example(model)
-        if not (metrics.is_file() and example.is_file()):
-            continue
-        final = read_json(metrics)["snapshots"][-1]
-        if "heads" in final:
+    for model, result in results.items():
+        final, example = result["snapshots"][-1], paths.interpret_example(model)
+        if "heads" in final and example.is_file():
             figures = paths.interpret_figures(model)
             drawn += draw_heads(model, final["heads"], read_json(example)["attention_example"],
                                 figures["heads"], figures["attention"])

@@ -146,7 +146,7 @@ def interpret_section(models: list[str]) -> str:
     if paths.OVER_TRAINING_PLOT.is_file():
         parts.append(figure(paths.OVER_TRAINING_PLOT))
     for model in docs:
-        parts += [figure(p) for p in sorted((paths.PLOTS_DIR / "interpret" / model).glob("*.png"))]
+        parts += [figure(p) for p in sorted((paths.INTERPRET_PLOTS_DIR / model).glob("*.png"))]
     return "\n".join(parts)
 
 

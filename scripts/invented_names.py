@@ -56,18 +56,16 @@ def invent_names(text: str, rng: random.Random) -> str:
     return LEXICON_NAME.sub(invented, text)
 
 
-def continuation_pairs(text: str, ids: list[int], tok) -> list[tuple[int, int]]:
-    """(query, key) index pairs into [eot, *ids]: the query is a non-final token of a later mention
-    of an invented name, the key the token after its counterpart in the name's first mention."""
-    ends, position = [], 0
-    for token in ids:
-        position += len(tok.decode([token]))
-        ends.append(position)
+def continuation_pairs(text: str, token_starts: list[int]) -> list[tuple[int, int]]:
+    """(query, key) index pairs into [eot, *tokens], given where each token of `text` starts: the
+    query is a non-final token of a later mention of an invented name, the key the token after its
+    counterpart in the name's first mention."""
+    ends = [*token_starts[1:], len(text)]
     first: dict[str, list[int]] = {}
     pairs = []
     for match in INVENTED_NAME.finditer(text):
-        # token k (index k + 1 after the eot) overlaps the name's characters
-        covering = [k + 1 for k, end in enumerate(ends) if end > match.start() and end - len(tok.decode([ids[k]])) < match.end()]
+        # token k, index k + 1 after the eot, overlaps the name's characters
+        covering = [k + 1 for k, (start, end) in enumerate(zip(token_starts, ends)) if end > match.start() and start < match.end()]
         earlier = first.setdefault(match.group(), covering)
         if earlier is not covering and len(earlier) == len(covering):
             pairs += [(covering[j], earlier[j + 1]) for j in range(len(covering) - 1)]
@@ -80,7 +78,8 @@ def name_induction_scores(model, texts: list[str], tok) -> torch.Tensor:
     total, count = None, 0
     for text in texts:
         ids = tok.encode(text)[: model.max_context - 1]
-        pairs = continuation_pairs(text, ids, tok)
+        shown, token_starts = tok.encoding.decode_with_offsets(ids)  # as picollm/loss_classes.py reads them
+        pairs = continuation_pairs(shown, token_starts)
         if not pairs:
             continue
         _, maps = model.forward_with_attention(torch.tensor([[tok.eot_id, *ids]]))

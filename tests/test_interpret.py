@@ -499,10 +499,7 @@ def test_name_continuations_point_at_the_token_after_the_first_mention():
     script = _invented_names_script()
     pieces = ["Ba", "zo", " met", " Ki", "mu", ".", " Ba", "zo", " ran", " to", " Ki", "mu", "."]
 
-    class PieceTokenizer:  # token i is pieces[i]
-        decode = staticmethod(lambda ids: "".join(pieces[i] for i in ids))
-
-    text = "".join(pieces)
-    # [eot, *ids]: the second " Ba" (index 7) predicts "zo", index 2 of the first mention; the
+    starts = [sum(len(piece) for piece in pieces[:k]) for k in range(len(pieces))]
+    # [eot, *tokens]: the second " Ba" (index 7) predicts "zo", index 2 of the first mention; the
     # second " Ki" (index 11) predicts "mu", index 5. Last tokens of names predict nothing.
-    assert script.continuation_pairs(text, list(range(len(pieces))), PieceTokenizer) == [(7, 2), (11, 5)]
+    assert script.continuation_pairs("".join(pieces), starts) == [(7, 2), (11, 5)]
