@@ -112,16 +112,33 @@ def test_the_committed_lock_holds_only_stages_that_dvc_yaml_defines():
 
 def test_every_committed_result_is_an_output_some_stage_declares():
     """A stage removed from dvc.yaml (a study point dropped) leaves its files behind, and DVC never
-    deletes them: committed, they would read as current results. data/ holds user input, and
-    reports/scaling.* come from `picollm scaling`, not from a stage."""
+    deletes them: committed, they would read as current results. data/ holds user input (apart from
+    the stage outputs git holds there), and reports/scaling.* come from `picollm scaling`, not from a stage."""
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
     declared = {Path(out["path"]) for stage in lock.values() for out in stage.get("outs", [])}
-    tracked = subprocess.run(["git", "ls-files", "metrics", "plots", "reports", "models", "manifests"], cwd=ROOT,
+    tracked = subprocess.run(["git", "ls-files", "metrics", "plots", "reports", "models", "manifests", "data/samples",
+                              "data/interpret", "data/sweeps"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
     by_hand = {Path("reports/scaling.json"), Path("reports/scaling.md")}
     orphans = [path for path in map(Path, tracked)
                if path not in by_hand and not any(parent in declared for parent in (path, *path.parents))]
     assert not orphans, f"committed files no stage writes (git rm them): {orphans}"
+
+
+def test_only_the_data_and_the_models_are_cached_outputs():
+    """Git holds every other output, so a fresh clone (no DVC cache) rebuilds the data and the
+    models, and DVC skips each later stage whose inputs reproduce: a study point's or the
+    speedrun's weights as a cached output would retrain it only to rewrite the same metrics."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        cached = {stage.addressing: [str(out) for out in stage.outs if out.use_cache] for stage in repo.index.stages}
+    cached = {stage: outs for stage, outs in cached.items() if outs}
+    assert {stage.split("@")[0] for stage in cached} == {"prepare", "tokenize", "train"}, cached
+    for stage, outs in cached.items():
+        if stage.startswith("train@"):
+            name = stage.split("@")[1]
+            assert sorted(outs) == [f"models/{name}.ckpt", f"models/snapshots/{name}"], (stage, outs)
 
 
 def test_prune_lock_drops_a_dead_entry_and_keeps_the_rest_byte_for_byte(tmp_path):
