@@ -13,16 +13,26 @@ between snapshots), as a share of nanoGPT's budget.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from picollm.checkpoint import load_checkpoint
+from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
+from picollm.device import init_process_group, resolve_device
 from picollm.evaluate import token_nll
 from picollm.figures import pyplot, save_png
 from picollm.models.loading import load_model
+from picollm.models.registry import build_model
+from picollm.optim import make_optimizer
 from picollm.tokenizer import Tokenizer
+from picollm.train import accumulation_steps, draw_batch, story_starts, train_step, training_runner
 
 ROUND = 6
+RATE_STEPS = 8  # timed steps per recipe, after one untimed (allocation, kernel selection)
 
 
 def snapshot_bpb(snapshots: list[Path], stream: TokenStream, stream_bytes: int, tok: Tokenizer, block_size: int) -> list[dict]:
@@ -97,3 +107,30 @@ def plot_speedrun(summary: dict, floor_bpb: float, path: Path, model: str) -> No
     ax.set_title(f"Speedrun: {model} to {summary['target_bpb']:.3f} bpb")
     ax.legend(fontsize=8)
     save_png(fig, path)
+
+
+def training_rates(recipes: Mapping[str, TrainParams], spec: Mapping, stream: TokenStream, vocab_size: int, eot_id: int,
+                   seed: int, steps: int = RATE_STEPS) -> dict[str, float]:
+    """Training tokens per second of each recipe on the same model and data, measured side by side:
+    a fresh model per recipe, their steps interleaved in this one process, so that the machine's
+    load at the moment hits them alike and only their ratio is quoted (docs/performance.md)."""
+    runs = {}
+    for name, train in recipes.items():
+        device = resolve_device(train.device, train.allow_device_fallback, announce=False)
+        group = init_process_group(device)
+        torch.manual_seed(seed)
+        model = build_model(spec, vocab_size=vocab_size, block_size=train.block_size, pad_id=eot_id).to(device)
+        starts = story_starts(stream, eot_id, train.block_size) if train.crop == "story" else None
+        runs[name] = dict(train=train, device=device, group=group, model=model, optimizer=make_optimizer(model, train),
+                          runner=training_runner(model, group, train.compile), starts=starts,
+                          generator=torch.Generator().manual_seed(seed), split=accumulation_steps(train, group), seconds=0.0)
+    for step in range(steps + 1):
+        for run in runs.values():
+            train = run["train"]
+            batch = draw_batch(stream, run["generator"], train, run["starts"])
+            began = time.perf_counter()
+            train_step(run["runner"], run["model"], run["optimizer"], batch, step, train, run["device"], run["group"], *run["split"])
+            if step:
+                run["seconds"] += time.perf_counter() - began
+    return {name: steps * run["train"].batch_size * run["train"].block_size / max(run["seconds"], 1e-9)
+            for name, run in runs.items()}

@@ -1,12 +1,13 @@
 """Stage `speedrun`: the default recipe against nanoGPT's on one model (picollm/speedrun.py)
--> metrics/speedrun.json, plots/speedrun.png, and the seconds in metrics/timings/speedrun.json."""
+-> metrics/speedrun.json, plots/speedrun.png, and the seconds in metrics/timings/speedrun.json: each
+recipe's seconds to the target at its training speed, both speeds timed side by side in this stage."""
 
 from picollm import paths, tokenizer
 from picollm.data.tokens import TokenStream
 from picollm.errors import PicoError, exit_on_pico_error
 from picollm.io import read_json, write_json
 from picollm.params import load_params
-from picollm.speedrun import plot_speedrun, snapshot_bpb, speedrun_summary
+from picollm.speedrun import plot_speedrun, snapshot_bpb, speedrun_summary, training_rates
 from picollm.train import TrainJob, train_model
 
 
@@ -27,7 +28,7 @@ def main() -> None:
         model_out=paths.SPEEDRUN_DIR / "nanogpt.ckpt", checkpoint_dir=paths.resume_dir("speedrun"),
         snapshot_dir=paths.SPEEDRUN_DIR / "snapshots",
     )
-    result = train_model(job)
+    train_model(job)
     tok = tokenizer.load(paths.TOKENS_DIR)
     val = TokenStream.open(paths.TOKENS_DIR / "val.bin", tok.vocab_size)
     val_bytes = meta["splits"]["val"]["bytes"]
@@ -41,12 +42,12 @@ def main() -> None:
     summary = speedrun_summary(rows["recipe"], rows["nanogpt"], floor, params.speedrun.target_floor_ratio)
     write_json(paths.SPEEDRUN_METRICS, {"model": name, "baseline": params.speedrun.baseline, **summary})
     plot_speedrun(summary, floor, paths.SPEEDRUN_PLOT, name)
-    recipe_rate = read_json(paths.TIMINGS_DIR / "train" / f"{name}.json")["tokens_per_second"]
-    baseline_rate = result.tokens_seen / max(result.seconds, 1e-9)
+    rates = training_rates({"recipe": recipe, "nanogpt": baseline}, params.model_spec(name),
+                           TokenStream.open(paths.TOKENS_DIR / "train.bin", meta["vocab_size"]), meta["vocab_size"], meta["eot_id"], params.seed)
     write_json(paths.TIMINGS_DIR / "speedrun.json", {
         side: {"tokens_per_second": round(rate, 1),
                "seconds_to_target": round(summary[side]["tokens_to_target"] / rate, 1) if summary[side]["tokens_to_target"] else None}
-        for side, rate in (("recipe", recipe_rate), ("nanogpt", baseline_rate))
+        for side, rate in rates.items()
     })
 
 

@@ -69,6 +69,9 @@ def rope_tables(head_dim: int, n_positions: int, base: float) -> tuple[torch.Ten
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate each (x_i, x_{i+half}) pair of x (..., T, head_dim) by its position's angle."""
     half = x.size(-1) // 2
+    # Under bf16 autocast q and k arrive in bf16: the tables follow them (as Hugging Face's Llama
+    # and nanochat do), or every product would be promoted to float32. A no-op in float32.
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     # rotate_half(x) = cat(-x2, x1) = roll(x, half) * [-1.., +1..]: the signs go into sin (a small
     # table), so the rotation is one roll (a single copy) and one fused multiply-add; the
     # neg + cat + mul + add form is slower forward + backward on CPU (docs/performance.md).
