@@ -58,6 +58,7 @@ def interpret_figures(name: str) -> dict[str, Path]:
 
 
 OVER_TRAINING_PLOT = PLOTS_DIR / "over_training.png"
+THROUGHPUT_PLOT = PLOTS_DIR / "throughput.png"  # stage `throughput`, from metrics/timings/train
 
 
 SPEEDRUN_DIR = MODELS_DIR / "speedrun"  # the nanoGPT-recipe run: its model and snapshots

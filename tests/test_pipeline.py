@@ -82,7 +82,7 @@ def test_param_change_reruns_only_that_model_and_shows_in_metrics_diff(smoke_clo
     # Exactly the model's own stages and the cheap summaries that read every model; never the
     # bench, another model's training or sampling, or a study point of another model.
     assert ran == {"train@lstm", "evaluate@lstm", "interpret@lstm", "sample@lstm", "compare", "sample_summary", "plots",
-                   "report"}, out
+                   "throughput", "report"}, out
     diff = run(["dvc", "metrics", "diff", "--json"], smoke_clone).stdout
     assert "metrics/eval/lstm.json" in diff and "val_loss" in diff
     assert "metrics/eval/gptoss.json" not in diff

@@ -51,6 +51,7 @@ RERUNS_ON: dict[str, list[str]] = {
     "aggregate@overfitting": ["sweeps.eval_docs", "sweeps.overfitting"],
     "aggregate@hparam_grid": ["sweeps.eval_docs", "sweeps.hparam_grid"],
     "plots": ["models"],
+    "throughput": ["models"],
     "bench": ["bench", "tokenizer.encode_threads"],
     "report": ["models"],
 }
