@@ -63,6 +63,7 @@ THROUGHPUT_PLOT = PLOTS_DIR / "throughput.png"  # stage `throughput`, from metri
 
 SPEEDRUN_DIR = MODELS_DIR / "speedrun"  # the nanoGPT-recipe run: its model and snapshots
 SPEEDRUN_METRICS = METRICS_DIR / "speedrun.json"
+SPEEDRUN_TIMINGS = TIMINGS_DIR / "speedrun.json"  # both recipes' training speed, timed side by side
 SPEEDRUN_PLOT = PLOTS_DIR / "speedrun.png"
 
 

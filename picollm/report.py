@@ -3,7 +3,9 @@
 The model table (metrics/models.json), every PNG under plots/ inlined as a base64 data URI, each
 study's findings (computed by picollm/studies/<study>.py from metrics/sweeps/<study>.json, never
 hand-written, each effect next to its seed spread) and tables, and a few samples per model
-(reports/samples/<model>.md). No timings appear, so the same results give the same page.
+(reports/samples/<model>.md). Timings appear only as the throughput figure and the speedrun's
+seconds, both read from metrics/timings/ files the stage declares, so the same files give the same
+page.
 """
 
 from __future__ import annotations
@@ -171,7 +173,28 @@ def speedrun_section() -> str:
         verdict += (f" The default recipe matched nanoGPT's final {match['nanogpt_final_val_bpb']:.3f} bpb "
                     f"({match['nanogpt_final_tokens']:,} tokens) after about {match['recipe_tokens']:,}: "
                     f"{match['token_ratio']:.2f} of the tokens.")
+    if paths.SPEEDRUN_TIMINGS.is_file():
+        verdict += " " + speedrun_seconds(doc, read_json(paths.SPEEDRUN_TIMINGS))
     return f"<p>{esc(doc['model'])}: {esc(verdict)}</p>\n" + (figure(paths.SPEEDRUN_PLOT) if paths.SPEEDRUN_PLOT.is_file() else "")
+
+
+def speedrun_seconds(doc: dict, timings: dict) -> str:
+    """The speedrun in seconds on the machine that ran it: each recipe's tokens at its own training
+    speed, the two speeds timed side by side (stage `speedrun`)."""
+    recipe_rate, nanogpt_rate = timings["recipe"]["tokens_per_second"], timings["nanogpt"]["tokens_per_second"]
+    text = (f"In seconds on the machine that ran it, the default recipe trains at {recipe_rate:,.0f} tokens/s and "
+            f"nanoGPT's at {nanogpt_rate:,.0f} (timed side by side)")
+    recipe, nanogpt = doc["recipe"]["tokens_to_target"], doc["nanogpt"]["tokens_to_target"]
+    if recipe:
+        text += f": the default recipe reached the target after {recipe / recipe_rate:,.0f} s"
+        budget = max(row["tokens"] for row in doc["nanogpt"]["curve"])
+        text += (f", nanoGPT's after {nanogpt / nanogpt_rate:,.0f} s" if nanogpt
+                 else f", nanoGPT's not within its {budget / nanogpt_rate:,.0f} s")
+    match = doc.get("match_nanogpt_final") or {}
+    if match.get("recipe_tokens") is not None:
+        text += (f"; it matched nanoGPT's final loss after {match['recipe_tokens'] / recipe_rate:,.0f} s against "
+                 f"{match['nanogpt_final_tokens'] / nanogpt_rate:,.0f} s")
+    return text + "."
 
 
 def samples_section(models: list[str]) -> str:

@@ -44,7 +44,7 @@ def main() -> None:
     plot_speedrun(summary, floor, paths.SPEEDRUN_PLOT, name)
     rates = training_rates({"recipe": recipe, "nanogpt": baseline}, params.model_spec(name),
                            TokenStream.open(paths.TOKENS_DIR / "train.bin", meta["vocab_size"]), meta["vocab_size"], meta["eot_id"], params.seed)
-    write_json(paths.TIMINGS_DIR / "speedrun.json", {
+    write_json(paths.SPEEDRUN_TIMINGS, {
         side: {"tokens_per_second": round(rate, 1),
                "seconds_to_target": round(summary[side]["tokens_to_target"] / rate, 1) if summary[side]["tokens_to_target"] else None}
         for side, rate in rates.items()

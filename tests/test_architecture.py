@@ -143,14 +143,15 @@ def test_only_the_data_and_the_models_are_cached_outputs():
 
 def test_no_result_depends_on_a_timing():
     """Timings change on every run, so a stage reading one reruns after every retraining (in a fresh
-    clone too). Only the aggregates (their points' timings, into their own) and the throughput
-    figure may read them; the speedrun times its two recipes itself."""
+    clone too). Only the aggregates (their points' timings, into their own), the throughput figure
+    and the report (which shows it, and the speedrun's seconds) may read them; the speedrun times
+    its two recipes itself."""
     from dvc.repo import Repo
 
     with Repo(str(ROOT)) as repo:
         readers = {stage.addressing.split("@")[0] for stage in repo.index.stages
                    for dep in stage.deps if str(dep).startswith("metrics/timings")}
-    assert readers == {"aggregate", "throughput"}, readers
+    assert readers == {"aggregate", "throughput", "report"}, readers
 
 
 def test_prune_lock_drops_a_dead_entry_and_keeps_the_rest_byte_for_byte(tmp_path):

@@ -54,7 +54,7 @@ def test_report_is_self_contained_and_holds_every_plot_finding_and_model(smoke_r
 
 
 def test_the_report_regenerates_to_the_same_bytes(smoke_clone):
-    """No timings, no dates: the same inputs give the same page."""
+    """No clock, no dates: the same inputs (timing files included) give the same page."""
     before = (smoke_clone / "reports/index.html").read_bytes()
     run(["python", "-m", "stages.report"], smoke_clone)
     assert (smoke_clone / "reports/index.html").read_bytes() == before

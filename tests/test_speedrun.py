@@ -6,6 +6,7 @@ import pytest
 
 from picollm.config import TrainParams
 from picollm.data.tokens import TokenStream
+from picollm.report import speedrun_seconds
 from picollm.speedrun import speedrun_summary, tokens_to_reach, training_rates
 
 import helpers as H
@@ -43,3 +44,13 @@ def test_training_rates_time_every_recipe_on_the_same_model(token_cache):
                            seed=0, steps=2)
     assert set(rates) == {"recipe", "nanogpt"}
     assert all(math.isfinite(rate) and rate > 0 for rate in rates.values()), rates
+
+
+def test_the_report_states_both_recipes_in_seconds_at_their_own_speeds():
+    timings = {"recipe": {"tokens_per_second": 50.0}, "nanogpt": {"tokens_per_second": 100.0}}
+    reached = speedrun_summary(curve(0.5, 0.2), curve(0.6, 0.4, 0.25, 0.2), 0.1, 2.5)  # 200 and 300 tokens
+    text = speedrun_seconds(reached, timings)
+    assert "reached the target after 4 s, nanoGPT's after 3 s" in text, text
+    assert "matched nanoGPT's final loss after 4 s against 4 s" in text, text  # 0.2 at 200 tokens; 400 at 100/s
+    bound = speedrun_summary(curve(0.5, 0.2), curve(0.6, 0.4), 0.1, 2.5)
+    assert "nanoGPT's not within its 2 s" in speedrun_seconds(bound, timings)
