@@ -7,7 +7,8 @@ Every snapshot of both is scored on the same validation stories in bits per byte
 reports the first snapshot at or below the target, `target_floor_ratio` x the entropy floor. A
 side that never gets there reports none: the comparison is then a bound, said as such. Always
 defined besides: the tokens the recipe needs to match nanoGPT's final loss (interpolated linearly
-between snapshots), as a share of nanoGPT's budget.
+between snapshots), as a share of nanoGPT's budget. In seconds: both recipes' training speeds,
+timed side by side on fresh models (`training_rates`), go to the stage's timings file.
 """
 
 from __future__ import annotations
