@@ -67,6 +67,20 @@ def assert_units_agree(repo, metrics: dict, data: dict, tokenizer: dict) -> None
     assert metrics["unigram_val_bpb"] == tokenizer["unigram_val_bpb"] == pytest.approx(unigram, abs=2e-6)
 
 
+def test_a_fresh_clone_retrains_the_models_and_skips_every_stage_git_holds(smoke_repo, tmp_path):
+    """A `git clone` has no DVC cache: `dvc repro` rebuilds the data and the models, they come out
+    byte for byte as dvc.lock records them, and every later stage is skipped but the two that read
+    the new timings (docs/pipeline.md, "What a fresh clone reruns")."""
+    clone = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(smoke_repo), str(clone)], tmp_path)
+    out = run(["dvc", "repro"], clone).stdout
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"prepare", "tokenize", *(f"train@{m}" for m in SMOKE_MODELS), "throughput", "report"}, out
+    changed = {line[3:] for line in run(["git", "status", "--porcelain"], clone).stdout.splitlines()}
+    assert {path for path in changed if not path.startswith("metrics/timings/")} <= {
+        "dvc.lock", "plots/throughput.png", "reports/index.html"}, changed
+
+
 def test_unchanged_repro_runs_no_stage(smoke_clone):
     out = run(["dvc", "repro"], smoke_clone).stdout
     assert "Running stage" not in out, out
