@@ -42,9 +42,10 @@ from picollm.studies.plan import sweep_metrics
 from picollm.studies.registry import ordered as studies
 
 DATA_DIR = paths.PLOTS_DIR / "data"
-THROUGHPUT_PNG = paths.THROUGHPUT_PLOT.name
-MODEL_PNGS = ("loss_curves.png", "bpb_vs_params.png", THROUGHPUT_PNG, paths.OVER_TRAINING_PLOT.name)
-PNG_NAMES = (*MODEL_PNGS, *(name for study in studies() for name in study.figures))
+# The `plots` stage's PNGs; PNG_NAMES adds stage `throughput`'s, for every figure of the pipeline.
+PLOTS_STAGE_PNGS = ("loss_curves.png", "bpb_vs_params.png", paths.OVER_TRAINING_PLOT.name,
+                    *(name for study in studies() for name in study.figures))
+PNG_NAMES = (*PLOTS_STAGE_PNGS, paths.THROUGHPUT_PLOT.name)
 HTML_TEMPLATE = Path(".dvc/plots/offline.html")
 VEGA_LITE_VERSION = "5.21"  # DVC's templates are Vega-Lite 5 specs
 
@@ -207,7 +208,7 @@ def make_plots(models: list[str]) -> list[Path]:
         write_csv(DATA_DIR / f"{study.name}.csv", study.csv_rows(table), list(study.csv_fields))
         for name, fig in study.plot(table, kit).items():
             save_png(fig, out / name)
-    return [out / name for name in PNG_NAMES if name != THROUGHPUT_PNG] + drawn
+    return [out / name for name in PLOTS_STAGE_PNGS] + drawn
 
 
 def draw_interpret_heads(results: dict[str, dict]) -> list[Path]:

@@ -1,6 +1,6 @@
 """Stage `speedrun`: the default recipe against nanoGPT's on one model (picollm/speedrun.py)
--> metrics/speedrun.json, plots/speedrun.png, and the seconds in metrics/timings/speedrun.json: each
-recipe's seconds to the target at its training speed, both speeds timed side by side in this stage."""
+-> metrics/speedrun.json, plots/speedrun.png, and in metrics/timings/speedrun.json both recipes'
+training speeds, timed side by side in this stage (the report turns tokens into seconds with them)."""
 
 from picollm import paths, tokenizer
 from picollm.data.tokens import TokenStream
@@ -44,11 +44,8 @@ def main() -> None:
     plot_speedrun(summary, floor, paths.SPEEDRUN_PLOT, name)
     rates = training_rates({"recipe": recipe, "nanogpt": baseline}, params.model_spec(name),
                            TokenStream.open(paths.TOKENS_DIR / "train.bin", meta["vocab_size"]), meta["vocab_size"], meta["eot_id"], params.seed)
-    write_json(paths.SPEEDRUN_TIMINGS, {
-        side: {"tokens_per_second": round(rate, 1),
-               "seconds_to_target": round(summary[side]["tokens_to_target"] / rate, 1) if summary[side]["tokens_to_target"] else None}
-        for side, rate in rates.items()
-    })
+    # Only the speeds: the report turns tokens into seconds with them (picollm.report.speedrun_seconds).
+    write_json(paths.SPEEDRUN_TIMINGS, {side: {"tokens_per_second": round(rate, 1)} for side, rate in rates.items()})
 
 
 if __name__ == "__main__":
