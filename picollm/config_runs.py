@@ -63,6 +63,15 @@ class SpeedrunParams(Strict):
     target_floor_ratio: float = Field(2.5, gt=1.0, le=100.0, description="the target: this many times the entropy floor (bpb)")
     baseline: dict[str, Any] = Field(default_factory=lambda: {"optimizer": "adamw", "crop": "random", "lr": 0.006},
                                      description="overrides of the model's train params: nanoGPT's recipe")
+    baseline_budget: float = Field(1.0, ge=1.0, le=100.0, description="nanoGPT's recipe trains this many times the model's "
+                                   "steps, its schedule stretched over them, so that it can reach the target too")
+
+    @field_validator("baseline")
+    @classmethod
+    def _budget_is_its_own_key(cls, baseline: dict[str, Any]) -> dict[str, Any]:
+        if "steps" in baseline:
+            raise ValueError("it sets steps; the baseline's steps are speedrun.baseline_budget times the model's")
+        return baseline
 
 
 # ---------------------------------------------------------------- sampling study

@@ -2,7 +2,9 @@
 
 The default recipe's side is read from the model's own training snapshots (train@<model> with
 `train.snapshots`); the nanoGPT recipe (AdamW on every weight, random crops, `speedrun.baseline`)
-is trained here on the same data, model and step budget, keeping snapshots at the same steps.
+is trained here on the same data and model, keeping snapshots at the same steps, for
+`speedrun.baseline_budget` times the model's steps, its schedule stretched over them: a target that
+the default recipe reaches late in its run may lie past the end of nanoGPT's at the same budget.
 Every snapshot of both is scored on the same validation stories in bits per byte, and each side
 reports the first snapshot at or below the target, `target_floor_ratio` x the entropy floor. A
 side that never gets there reports none: the comparison is then a bound, said as such. Always

@@ -21,7 +21,8 @@ def main() -> None:
     if not recipe.snapshots:
         raise PicoError(f"speedrun.model = {name!r} trains without snapshots; set train.snapshots: true")
     meta = read_json(paths.TOKENS_META)
-    baseline = recipe.merged({**params.speedrun.baseline, "snapshots": True})
+    baseline_steps = round(recipe.steps * params.speedrun.baseline_budget)
+    baseline = recipe.merged({**params.speedrun.baseline, "steps": baseline_steps, "snapshots": True})
     job = TrainJob(
         name=f"{name}-nanogpt", spec=params.model_spec(name), train=baseline, seed=params.seed, token_dir=paths.TOKENS_DIR,
         vocab_size=meta["vocab_size"], eot_id=meta["eot_id"], tokenizer_identity=meta["identity"],
@@ -40,7 +41,7 @@ def main() -> None:
     if not floor:
         raise PicoError("the speedrun's target is a multiple of the entropy floor, which only the stories source knows")
     summary = speedrun_summary(rows["recipe"], rows["nanogpt"], floor, params.speedrun.target_floor_ratio)
-    write_json(paths.SPEEDRUN_METRICS, {"model": name, "baseline": params.speedrun.baseline, **summary})
+    write_json(paths.SPEEDRUN_METRICS, {"model": name, "baseline": {**params.speedrun.baseline, "steps": baseline_steps}, **summary})
     plot_speedrun(summary, floor, paths.SPEEDRUN_PLOT, name)
     rates = training_rates({"recipe": recipe, "nanogpt": baseline}, params.model_spec(name),
                            TokenStream.open(paths.TOKENS_DIR / "train.bin", meta["vocab_size"]), meta["vocab_size"], meta["eot_id"], params.seed)

@@ -67,6 +67,12 @@ def test_unknown_keys_are_named(path, value, expected):
     assert expected in rejected(params_with(path, value))
 
 
+def test_the_speedrun_baseline_takes_its_steps_from_its_budget():
+    message = rejected(params_with("speedrun.baseline", {"optimizer": "adamw", "steps": 900}))
+    assert "speedrun.baseline = {'optimizer': 'adamw', 'steps': 900} is not allowed" in message
+    assert "the baseline's steps are speedrun.baseline_budget times the model's" in message
+
+
 def assert_names_the_value_and_what_is_allowed(message: str, path: str, value, allowed: tuple[str, ...]) -> None:
     """The contract, not any library's wording: the dotted key with the offending value, refused,
     then every allowed type, bound or choice, as a word of its own."""
@@ -118,6 +124,7 @@ def test_wrong_types_are_named(path, value, allowed):
         ("models.tiny.train.lr", 5, ("1",)),
         ("models.tiny.dropout", 1.5, ("[0, 1)",)),
         ("models.tiny.rope_base", 0, ("0",)),
+        ("speedrun.baseline_budget", 0.5, ("1",)),
     ],
 )
 def test_out_of_range_values_are_named_with_the_allowed_range(path, value, allowed):
