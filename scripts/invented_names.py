@@ -5,7 +5,9 @@
 In a workspace whose `tokenize` stage has run: every character name of the prepared train and
 val splits is replaced, story by story, by an invented one of 2 or 3 random consonant-vowel
 syllables (`Vobipo`, `Zenuta`: names no model can memorise, so only the story tells what follows
-their first token); the splits are encoded with the workspace's tokenizer; `--model` trains with
+their first token), or with `--names pieces` of 2 or 3 random word pieces of the tokenizer's
+vocabulary (`Ivill`, `Umbledvice`: hundreds of different tokens to copy, not a few syllables);
+the splits are encoded with the workspace's tokenizer; `--model` trains with
 its params.yaml recipe for `--steps`; then, per head, the mean attention at the continuation
 tokens of recurring invented names to the token after the name's first mention (prefix matching
 where it is the only way to predict), and the usual induction score on repeated random tokens.
@@ -42,28 +44,46 @@ LEXICON_NAME = re.compile(r"\b(" + "|".join(sorted({n for ns in NAMES.values() f
 INVENTED_NAME = re.compile(rf"\b[{CONSONANTS.upper()}](?:[{VOWELS}][{CONSONANTS}])+[{VOWELS}]\b")
 
 
-def invent_names(text: str, rng: random.Random) -> str:
-    """`text` with each distinct character name replaced by its own invented one, throughout."""
+def invent_names(text: str, rng: random.Random, pieces: list[str] | None = None, invented: set[str] | None = None) -> str:
+    """`text` with each distinct character name replaced by its own invented one, throughout: of
+    consonant-vowel syllables, or of `pieces` where given. Adds the names it made to `invented`."""
     chosen: dict[str, str] = {}
 
-    def invented(match: re.Match) -> str:
+    def syllable() -> str:
+        return rng.choice(CONSONANTS) + rng.choice(VOWELS)
+
+    def replace(match: re.Match) -> str:
         while match.group(1) not in chosen:
-            name = "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(rng.choice((2, 3)))).capitalize()
-            if name not in chosen.values():
+            name = "".join(rng.choice(pieces) if pieces else syllable() for _ in range(rng.choice((2, 3)))).capitalize()
+            # A name of pieces can spell a lexicon's ("an" + "na"); syllables are kept as they were measured.
+            if name not in chosen.values() and not (pieces and LEXICON_NAME.fullmatch(name)):
                 chosen[match.group(1)] = name
         return chosen[match.group(1)]
 
-    return LEXICON_NAME.sub(invented, text)
+    out = LEXICON_NAME.sub(replace, text)
+    if invented is not None:
+        invented.update(chosen.values())
+    return out
 
 
-def continuation_pairs(text: str, token_starts: list[int]) -> list[tuple[int, int]]:
+def word_pieces(tok) -> list[str]:
+    """The vocabulary's lowercase letter pieces of two or more letters that continue a word (no leading space)."""
+    pieces = (tok.encoding.decode([token]) for token in range(tok.vocab_size) if token != tok.eot_id)
+    return sorted({piece for piece in pieces if len(piece) >= 2 and piece.isascii() and piece.isalpha() and piece.islower()})
+
+
+def name_pattern(names: set[str]) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
+
+
+def continuation_pairs(text: str, token_starts: list[int], pattern: re.Pattern = INVENTED_NAME) -> list[tuple[int, int]]:
     """(query, key) index pairs into [eot, *tokens], given where each token of `text` starts: the
-    query is a non-final token of a later mention of an invented name, the key the token after its
-    counterpart in the name's first mention."""
+    query is a non-final token of a later mention of an invented name (`pattern` finds them), the
+    key the token after its counterpart in the name's first mention."""
     ends = [*token_starts[1:], len(text)]
     first: dict[str, list[int]] = {}
     pairs = []
-    for match in INVENTED_NAME.finditer(text):
+    for match in pattern.finditer(text):
         # token k, index k + 1 after the eot, overlaps the name's characters
         covering = [k + 1 for k, (start, end) in enumerate(zip(token_starts, ends)) if end > match.start() and start < match.end()]
         earlier = first.setdefault(match.group(), covering)
@@ -73,13 +93,13 @@ def continuation_pairs(text: str, token_starts: list[int]) -> list[tuple[int, in
 
 
 @torch.inference_mode()
-def name_induction_scores(model, texts: list[str], tok) -> torch.Tensor:
+def name_induction_scores(model, texts: list[str], tok, pattern: re.Pattern = INVENTED_NAME) -> torch.Tensor:
     """(layers, heads): the mean attention over every continuation pair of the texts."""
     total, count = None, 0
     for text in texts:
         ids = tok.encode(text)[: model.max_context - 1]
         shown, token_starts = tok.encoding.decode_with_offsets(ids)  # as picollm/loss_classes.py reads them
-        pairs = continuation_pairs(shown, token_starts)
+        pairs = continuation_pairs(shown, token_starts, pattern)
         if not pairs:
             continue
         _, maps = model.forward_with_attention(torch.tensor([[tok.eot_id, *ids]]))
@@ -98,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="mingpt", help="an entry of params.yaml's models (a Transformer)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--stories", type=int, default=100, help="val stories scored")
+    parser.add_argument("--names", choices=("syllables", "pieces"), default="syllables",
+                        help="invent names of consonant-vowel syllables, or of the vocabulary's word pieces")
     args = parser.parse_args(argv)
     if args.out.exists():
         raise PicoError(f"--out {args.out} exists; give a new directory (nothing of a user's is overwritten)")
@@ -110,7 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
     tok = tokenizer.load(paths.TOKENS_DIR)
     tokens = args.out / "tokens"
     rng = random.Random(params.seed)
-    texts = {split: [invent_names(doc.text, rng) for doc in read_split(paths.PREPARED_DIR, split)] for split in ("train", "val")}
+    pieces = word_pieces(tok) if args.names == "pieces" else None
+    invented: dict[str, set[str]] = {"train": set(), "val": set()}
+    texts = {split: [invent_names(doc.text, rng, pieces, invented[split]) for doc in read_split(paths.PREPARED_DIR, split)]
+             for split in ("train", "val")}
     for split, documents in texts.items():
         write_token_cache(documents, tok, tokens / f"{split}.bin", threads=2)
     train = params.model_train(args.model).model_copy(update={"steps": args.steps, "snapshots": False})
@@ -120,10 +145,11 @@ def main(argv: list[str] | None = None) -> dict:
     train_model(job)
     payload = load_checkpoint(job.model_out, tokenizer_identity=tok.identity)
     model = model_from_payload(payload, job.model_out).eval()
-    names = name_induction_scores(model, texts["val"][: args.stories], tok)
+    pattern = INVENTED_NAME if pieces is None else name_pattern(invented["val"])
+    names = name_induction_scores(model, texts["val"][: args.stories], tok, pattern)
     random_heads = head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
                                exclude_ids=[tok.eot_id], start_id=tok.eot_id)
-    result = {"model": args.model, "steps": args.steps, "tokens": int(payload["tokens_seen"]),
+    result = {"model": args.model, "names": args.names, "steps": args.steps, "tokens": int(payload["tokens_seen"]),
               "name_induction": [[round(float(v), 6) for v in row] for row in names],
               "random_token_induction": random_heads["induction"]}
     for key in ("name_induction", "random_token_induction"):

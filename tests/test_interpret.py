@@ -495,6 +495,17 @@ def test_invented_names_replace_each_character_by_one_new_name_throughout_a_stor
     assert out.replace(names[0], "Lily").replace(names[1], "Tom") == text
 
 
+def test_names_of_word_pieces_are_found_where_they_recur():
+    script = _invented_names_script()
+    invented: set[str] = set()
+    text = "Lily saw Tom. Tom waved at Lily."
+    out = script.invent_names(text, random.Random(0), pieces=["ab", "el", "ox"], invented=invented)
+    assert len(invented) == 2 and not script.LEXICON_NAME.search(out)
+    assert all(set(name.lower()) <= set("abelox") for name in invented)
+    assert [m.group() for m in script.name_pattern(invented).finditer(out)] == [out.split()[0], out.split()[2].rstrip("."),
+                                                                              out.split()[3], out.split()[6].rstrip(".")]
+
+
 def test_name_continuations_point_at_the_token_after_the_first_mention():
     script = _invented_names_script()
     pieces = ["Ba", "zo", " met", " Ki", "mu", ".", " Ba", "zo", " ran", " to", " Ki", "mu", "."]
