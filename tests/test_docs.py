@@ -90,6 +90,19 @@ def test_results_table_is_the_compare_stage_table():
     assert readme_table == compare_table, "README's results table differs from reports/models.md's first table"
 
 
+def test_the_stage_table_names_every_stage_of_dvc_yaml_and_no_other():
+    import yaml
+
+    rows = first_table(section(README.read_text(encoding="utf-8"), "The pipeline"))[2:]
+    listed = [re.match(r"\| `([^`]+)`", row).group(1).split("@")[0] for row in rows]
+    patterns = {name: re.compile(re.sub(r"<\w+>", r"\\w+", name)) for name in listed}
+    stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
+    unlisted = [stage for stage in stages if not any(p.fullmatch(stage) for p in patterns.values())]
+    assert not unlisted, f"README's stage table lacks {unlisted}"
+    stale = [name for name, p in patterns.items() if not any(p.fullmatch(stage) for stage in stages)]
+    assert not stale, f"README's stage table names stages dvc.yaml does not have: {stale}"
+
+
 def test_the_bench_block_of_performance_md_is_the_committed_bench_report():
     report = (ROOT / "reports" / "bench.md").read_text(encoding="utf-8").removeprefix("# Speed\n\n")
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
