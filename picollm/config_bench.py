@@ -53,7 +53,8 @@ class BenchParams(Strict):
     min_seconds: float = Field(0.5, ge=0.0, description="a repetition runs whole steps until this much time has passed")
     peak_size: int = Field(1024, ge=64, le=8192, description="side of the square matrices of the peak measurement")
     bfloat16: Literal["auto", "always", "never"] = Field("auto", description="auto: only where the CPU has native bf16")
-    compile: bool = Field(False, description="also time torch.compile'd training of the reference (compiling takes ~1 min)")
+    compile: bool = Field(False, description="also time torch.compile'd training: the reference in float32, each "
+                          "Transformer in bf16 where bf16 is measured (compiling takes ~1 min each)")
     isolate: bool = Field(False, description="one subprocess per model: nothing held from earlier jobs in its peak RSS")
     generation: BenchGenerationParams = BenchGenerationParams()
     tokenizer_mb: float = Field(2.0, gt=0.0, le=1024.0, description="megabytes of generated stories encoded per repetition")

@@ -31,8 +31,11 @@ def checks(out: dict) -> dict[str, dict]:
             result[f"{name} bf16 speedup"] = {"value": row["bf16_speedup"], "target": TARGET_BF16_SPEEDUP,
                                               "met": row["bf16_speedup"] >= TARGET_BF16_SPEEDUP}
             if row["family"] == "transformer":
-                mfu = row["bfloat16"]["mfu"]
-                result[f"{name} bf16 MFU"] = {"value": mfu, "target": TARGET_BF16_MFU, "met": mfu >= TARGET_BF16_MFU}
+                # The bf16 path at its best: compiled where the bench compiled it (bench.compile).
+                compiled = "bfloat16_compiled" in row
+                mfu = row["bfloat16_compiled" if compiled else "bfloat16"]["mfu"]
+                label = f"{name} bf16 MFU" + (" (compiled)" if compiled else "")
+                result[label] = {"value": mfu, "target": TARGET_BF16_MFU, "met": mfu >= TARGET_BF16_MFU}
         result[f"{name} peak RSS MB"] = {"value": fp32["peak_rss_mb"], "target": TARGET_RSS_MB,
                                          "met": fp32["peak_rss_mb"] <= TARGET_RSS_MB}
     g = out["generation"]
@@ -75,7 +78,10 @@ def markdown_report(out: dict) -> str:
         else:
             target = f">= {TARGET_MFU[row['family']]:.2f}" if row["family"] in TARGET_MFU else "-"
         if "bf16_speedup" in row:
-            bf16_cell = f"{row['bf16_speedup']:.2f}x (MFU {row['bfloat16']['mfu']:.2f} of the bf16 peak)"
+            bf16_cell = f"{row['bf16_speedup']:.2f}x (MFU {row['bfloat16']['mfu']:.2f} of the bf16 peak"
+            if "bfloat16_compiled" in row:
+                bf16_cell += f"; compiled {row['bfloat16_compiled']['mfu']:.2f}"
+            bf16_cell += ")"
         else:
             bf16_cell = "n/a"
         lines.append(
@@ -103,8 +109,13 @@ def markdown_report(out: dict) -> str:
     comp = out["compile"]
     if comp.get("measured"):
         lines.append(f"- torch.compile ({comp['model']}): MFU {comp['compiled_mfu']:.2f} compiled vs "
-                     f"{comp['eager_mfu']:.2f} eager ({comp['speedup_mfu']:.2f}x) after {comp['compile_seconds']:.0f} s "
-                     "of compilation.")
+                     f"{comp['eager_mfu']:.2f} eager ({comp['speedup_mfu']:.2f}x); its first step took "
+                     f"{comp['compile_seconds']:.0f} s (compiling, or loading torch's on-disk compile cache).")
+    compiled_bf16 = [f"{name} {row['bfloat16_compiled']['mfu'] / row['bfloat16']['mfu']:.2f}x "
+                     f"(first step {row['bfloat16_compiled']['first_step_seconds']:.0f} s)"
+                     for name, row in out["train"].items() if "bfloat16_compiled" in row]
+    if compiled_bf16:
+        lines.append("- bf16 with torch.compile against eager bf16, MFU: " + "; ".join(compiled_bf16) + ".")
     unmet = [name for name, c in out["checks"].items() if not c["met"]]
     lines.append(f"- Targets met: {len(out['checks']) - len(unmet)}/{len(out['checks'])}"
                  + (f" (not met: {', '.join(unmet)})" if unmet else "") + ".")
