@@ -11,6 +11,7 @@ stage's report, measured against the machine's own peak, never in a timed test).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -127,6 +128,33 @@ def test_a_tiny_bench_run_has_every_key_the_report_reads(tiny_run, tmp_path):
     assert "old" not in text and table in text and "\nR\n" in text
     bench_report.plot_bench(out, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_bf16_target_reads_the_compiled_run_where_there_is_one(tiny_run):
+    out = copy.deepcopy(tiny_run)
+    row = out["train"]["tiny"]
+    row["bfloat16"] = {**row["float32"], "mfu": 0.55}
+    row["bf16_speedup"] = 1.8
+    row["bfloat16_compiled"] = {**row["float32"], "mfu": 0.65, "first_step_seconds": 30.0}
+    checks = bench_report.checks(out)
+    assert checks["tiny bf16 MFU (compiled)"] == {"value": 0.65, "target": 0.60, "met": True}
+    assert "tiny bf16 MFU" not in checks
+    out["checks"] = checks
+    table = bench_report.markdown_report(out)
+    assert "MFU 0.55 of the bf16 peak; compiled 0.65)" in table and "tiny 1.18x (first step 30 s)" in table
+    del row["bfloat16_compiled"]
+    assert bench_report.checks(out)["tiny bf16 MFU"]["met"] is False
+
+
+def test_compiling_on_a_cpu_needs_a_cpp_compiler(monkeypatch):
+    from picollm.bench import machine
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
+    assert "no C++ compiler" in machine.compile_unavailable("cpu")
+    assert machine.compile_unavailable("cuda") is None
+    monkeypatch.setenv("CXX", "/opt/bin/g++")
+    assert machine.compile_unavailable("cpu") is None
 
 
 @pytest.mark.slow

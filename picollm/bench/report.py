@@ -111,6 +111,8 @@ def markdown_report(out: dict) -> str:
         lines.append(f"- torch.compile ({comp['model']}): MFU {comp['compiled_mfu']:.2f} compiled vs "
                      f"{comp['eager_mfu']:.2f} eager ({comp['speedup_mfu']:.2f}x); its first step took "
                      f"{comp['compile_seconds']:.0f} s (compiling, or loading torch's on-disk compile cache).")
+    if comp.get("skipped"):
+        lines.append(f"- torch.compile: not timed, {comp['skipped']}.")
     compiled_bf16 = [f"{name} {row['bfloat16_compiled']['mfu'] / row['bfloat16']['mfu']:.2f}x "
                      f"(first step {row['bfloat16_compiled']['first_step_seconds']:.0f} s)"
                      for name, row in out["train"].items() if "bfloat16_compiled" in row]

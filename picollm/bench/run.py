@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from picollm.bench.jobs import generation_speed, loader_speed, run_job, tokenizer_speed
-from picollm.bench.machine import bf16_support, cpu_info, matmul_peak
+from picollm.bench.machine import bf16_support, compile_unavailable, cpu_info, matmul_peak
 from picollm.bench.plan import REFERENCE_NAME, bench_models, bench_spec
 from picollm.bench.report import checks
 from picollm.config import Params, TrainParams
@@ -99,6 +99,10 @@ def run_bench(params: Params, workdir: Path, log: Callable[[str], None] = print)
     device = resolve_device(bench.device, False, announce=False)
     support = bf16_support(device.type)
     do_bf16 = bench.bfloat16 == "always" or (bench.bfloat16 == "auto" and support["native"])
+    no_compile = compile_unavailable(device.type) if bench.compile else None
+    if no_compile:
+        log(f"bench.compile is on, but nothing is compiled: {no_compile}")
+    do_compile = bench.compile and not no_compile
     peaks = {dtype: matmul_peak(dtype, bench.peak_size, device=device.type) for dtype in ("float32", "bfloat16")}
     info = cpu_info()
     out: dict[str, Any] = {
@@ -133,7 +137,7 @@ def run_bench(params: Params, workdir: Path, log: Callable[[str], None] = print)
             row["bf16_speedup"] = row["bfloat16"]["tokens_per_s"] / row["float32"]["tokens_per_s"]
             # Eager bf16 leaves a Transformer's elementwise ops (norms, RoPE, SwiGLU, residuals)
             # unfused, about a quarter of a step on a CPU; torch.compile fuses them.
-            if bench.compile and spec["family"] == "transformer" and name != REFERENCE_NAME:
+            if do_compile and spec["family"] == "transformer" and name != REFERENCE_NAME:
                 job = train_job(params, name, spec, model_vocab, vocab, eot, tokens, "bfloat16", compile_=True)
                 row["bfloat16_compiled"] = run_job(job, bench.isolate)
                 log(f"{name} bfloat16 compiled: MFU {row['bfloat16_compiled']['mfu']:.2f}")
@@ -142,7 +146,7 @@ def run_bench(params: Params, workdir: Path, log: Callable[[str], None] = print)
             log(f"{name}: nn.LSTM alone {row['torch_lstm']['tokens_per_s']:.0f} tokens/s, MFU {row['torch_lstm']['mfu']:.2f}")
         out["train"][name] = row
 
-    if bench.compile and bench.reference is not None:
+    if do_compile and bench.reference is not None:
         job = train_job(params, REFERENCE_NAME, dict(bench.reference), bench.reference_vocab_size, vocab, eot, tokens,
                          "float32", compile_=True)
         compiled = run_job(job, bench.isolate)
@@ -153,7 +157,7 @@ def run_bench(params: Params, workdir: Path, log: Callable[[str], None] = print)
                           "compile_seconds": compiled["first_step_seconds"]}
         log(f"compile: MFU {eager['mfu']:.2f} eager vs {compiled['mfu']:.2f} compiled")
     else:
-        out["compile"] = {"measured": False}
+        out["compile"] = {"measured": False, **({"skipped": no_compile} if no_compile else {})}
 
     gen = bench.generation
     torch.manual_seed(BENCH_SEED)
