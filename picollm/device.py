@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 
@@ -100,9 +101,19 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def compile_unavailable(device_type: str) -> str | None:
+    """Why torch.compile cannot run here, or None: on a CPU, inductor compiles C++ and needs a compiler."""
+    if device_type != "cpu" or os.environ.get("CXX") or any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        return None
+    return "no C++ compiler (g++, c++ or clang++; or set CXX), which torch.compile needs on a CPU"
+
+
 def compile_model(module: torch.nn.Module) -> torch.nn.Module:
     """`torch.compile(module)` with inductor's deterministic mode on, which seed_everything leaves
     to this function so that processes that never compile never import inductor."""
+    reason = compile_unavailable(next(module.parameters()).device.type)
+    if reason:
+        raise PicoError(f"train.compile = true cannot run on this machine: {reason}; set train.compile: false")
     import torch._inductor.config as inductor_config
 
     inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()

@@ -147,14 +147,16 @@ def test_the_bf16_target_reads_the_compiled_run_where_there_is_one(tiny_run):
 
 
 def test_compiling_on_a_cpu_needs_a_cpp_compiler(monkeypatch):
-    from picollm.bench import machine
+    from picollm import device
 
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
-    assert "no C++ compiler" in machine.compile_unavailable("cpu")
-    assert machine.compile_unavailable("cuda") is None
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    assert "no C++ compiler" in device.compile_unavailable("cpu")
+    with pytest.raises(PicoError, match=r"train.compile = true cannot run on this machine: no C\+\+ compiler"):
+        device.compile_model(torch.nn.Linear(2, 2))
+    assert device.compile_unavailable("cuda") is None
     monkeypatch.setenv("CXX", "/opt/bin/g++")
-    assert machine.compile_unavailable("cpu") is None
+    assert device.compile_unavailable("cpu") is None
 
 
 @pytest.mark.slow

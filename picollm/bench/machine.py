@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -107,10 +105,3 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def compile_unavailable(device_type: str) -> str | None:
-    """Why torch.compile cannot run here, or None: on a CPU, inductor compiles C++ and needs a compiler."""
-    if device_type != "cpu" or os.environ.get("CXX") or any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
-        return None
-    return "no C++ compiler (g++, c++ or clang++; or set CXX), which torch.compile needs on a CPU"

@@ -32,13 +32,13 @@ from typing import Any
 import torch
 
 from picollm.bench.jobs import generation_speed, loader_speed, run_job, tokenizer_speed
-from picollm.bench.machine import bf16_support, compile_unavailable, cpu_info, matmul_peak
+from picollm.bench.machine import bf16_support, cpu_info, matmul_peak
 from picollm.bench.plan import REFERENCE_NAME, bench_models, bench_spec
 from picollm.bench.report import checks
 from picollm.config import Params, TrainParams
 from picollm.data.stories import generate_stories
 from picollm.data.tokens import TokenStream, write_token_cache
-from picollm.device import resolve_device
+from picollm.device import compile_unavailable, resolve_device
 from picollm.models.registry import build_model, model_config
 from picollm.tokenizer import Tokenizer
 from picollm.tokenizer import build as build_tokenizer
