@@ -111,15 +111,16 @@ def name_induction_scores(model, texts: list[str], tok, pattern: re.Pattern = IN
     return total / count
 
 
-@exit_on_pico_error
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_experiment_args(description: str, argv: list[str] | None, add_options=None):
+    """(args, params, tokenizer) of a copying experiment: --out (new), --model (a Transformer),
+    --steps, --stories, plus what `add_options(parser)` adds. scripts/list_recall.py shares it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True, help="a new directory for the run")
     parser.add_argument("--model", default="mingpt", help="an entry of params.yaml's models (a Transformer)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--stories", type=int, default=100, help="val stories scored")
-    parser.add_argument("--names", choices=("syllables", "pieces"), default="syllables",
-                        help="invent names of consonant-vowel syllables, or of the vocabulary's word pieces")
+    if add_options:
+        add_options(parser)
     args = parser.parse_args(argv)
     if args.out.exists():
         raise PicoError(f"--out {args.out} exists; give a new directory (nothing of a user's is overwritten)")
@@ -129,29 +130,51 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params()
     if params.model_spec(args.model).get("family") != "transformer":
         raise PicoError(f"--model {args.model} is not a Transformer; only a Transformer's heads can be scored")
-    tok = tokenizer.load(paths.TOKENS_DIR)
+    return args, params, tokenizer.load(paths.TOKENS_DIR)
+
+
+def train_on_texts(texts: dict[str, list[str]], args, params, tok, snapshots: bool = False) -> tuple[torch.nn.Module, dict]:
+    """Encode the rewritten splits under args.out and train args.model on them with its params.yaml
+    recipe for args.steps; the trained model (in eval mode) and its checkpoint payload."""
     tokens = args.out / "tokens"
+    for split, documents in texts.items():
+        write_token_cache(documents, tok, tokens / f"{split}.bin", threads=2)
+    train = params.model_train(args.model).model_copy(update={"steps": args.steps, "snapshots": snapshots})
+    job = TrainJob(name=args.model, spec=params.model_spec(args.model), train=train, seed=params.seed, token_dir=tokens,
+                   vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_identity=tok.identity,
+                   model_out=args.out / f"{args.model}.ckpt", checkpoint_dir=args.out / "resume",
+                   snapshot_dir=args.out / "snapshots" if snapshots else None)
+    if snapshots:
+        job.snapshot_dir.mkdir(parents=True)
+    train_model(job)
+    payload = load_checkpoint(job.model_out, tokenizer_identity=tok.identity)
+    return model_from_payload(payload, job.model_out).eval(), payload
+
+
+def random_token_induction(model, tok) -> list[list[float]]:
+    """Every head's induction score on repeated random tokens, as interpret@ measures it."""
+    return head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
+                       exclude_ids=[tok.eot_id], start_id=tok.eot_id)["induction"]
+
+
+@exit_on_pico_error
+def main(argv: list[str] | None = None) -> dict:
+    def names_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--names", choices=("syllables", "pieces"), default="syllables",
+                            help="invent names of consonant-vowel syllables, or of the vocabulary's word pieces")
+
+    args, params, tok = parse_experiment_args(__doc__.split("\n\n")[0], argv, names_option)
     rng = random.Random(params.seed)
     pieces = word_pieces(tok) if args.names == "pieces" else None
     invented: dict[str, set[str]] = {"train": set(), "val": set()}
     texts = {split: [invent_names(doc.text, rng, pieces, invented[split]) for doc in read_split(paths.PREPARED_DIR, split)]
              for split in ("train", "val")}
-    for split, documents in texts.items():
-        write_token_cache(documents, tok, tokens / f"{split}.bin", threads=2)
-    train = params.model_train(args.model).model_copy(update={"steps": args.steps, "snapshots": False})
-    job = TrainJob(name=args.model, spec=params.model_spec(args.model), train=train, seed=params.seed, token_dir=tokens,
-                   vocab_size=tok.vocab_size, eot_id=tok.eot_id, tokenizer_identity=tok.identity,
-                   model_out=args.out / f"{args.model}.ckpt", checkpoint_dir=args.out / "resume")
-    train_model(job)
-    payload = load_checkpoint(job.model_out, tokenizer_identity=tok.identity)
-    model = model_from_payload(payload, job.model_out).eval()
+    model, payload = train_on_texts(texts, args, params, tok)
     pattern = INVENTED_NAME if pieces is None else name_pattern(invented["val"])
     names = name_induction_scores(model, texts["val"][: args.stories], tok, pattern)
-    random_heads = head_scores(model, tok.vocab_size, head_period(model), HEAD_SEQUENCES, HEAD_SEED,
-                               exclude_ids=[tok.eot_id], start_id=tok.eot_id)
     result = {"model": args.model, "names": args.names, "steps": args.steps, "tokens": int(payload["tokens_seen"]),
               "name_induction": [[round(float(v), 6) for v in row] for row in names],
-              "random_token_induction": random_heads["induction"]}
+              "random_token_induction": random_token_induction(model, tok)}
     for key in ("name_induction", "random_token_induction"):
         layer, head, score = strongest_head(result[key])
         result[f"strongest_{key}_head"] = {"layer": layer, "head": head, "score": score}
