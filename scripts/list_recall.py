@@ -21,8 +21,6 @@ import re
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -32,7 +30,7 @@ from picollm import paths  # noqa: E402
 from picollm.checkpoint import load_checkpoint  # noqa: E402
 from picollm.data.prepare import read_split  # noqa: E402
 from picollm.errors import PicoError, exit_on_pico_error  # noqa: E402
-from picollm.interpret import strongest_head  # noqa: E402
+from picollm.interpret import position_nll, strongest_head  # noqa: E402
 from picollm.io import write_json  # noqa: E402
 from picollm.models.loading import model_from_payload  # noqa: E402
 
@@ -59,26 +57,23 @@ def list_spans(ids: list[int], listing_ids: list[int]) -> tuple[int, int] | None
     return (starts[0], starts[-1]) if len(starts) >= 2 else None
 
 
-@torch.inference_mode()
 def list_losses(model, stories: list[str], tok) -> dict[str, float]:
     """Mean nats per token of the written list and of the read-back list, over `stories` (each
     read from its start; stories whose read-back list lies past the model's context are skipped)."""
-    written, read_back = [], []
+    scored = []  # (story's ids, where its two lists start, the list's length in tokens)
     for story in stories:
-        listing = story.rsplit(READ_BACK, 1)[1].removesuffix(".")
-        ids = tok.encode(story)[: model.max_context]
-        listing_ids = tok.encode(" " + listing)  # as it follows the ": " in the text
+        ids = tok.encode(story)
+        listing_ids = tok.encode(" " + story.rsplit(READ_BACK, 1)[1].removesuffix("."))  # as it follows ": "
         spans = list_spans(ids, listing_ids)
-        if spans is None:
-            continue
-        logits = model(torch.tensor([[tok.eot_id, *ids[:-1]]]))
-        losses = torch.nn.functional.cross_entropy(logits[0].float(), torch.tensor(ids), reduction="none")
-        written.append(float(losses[spans[0] : spans[0] + len(listing_ids)].mean()))
-        read_back.append(float(losses[spans[1] : spans[1] + len(listing_ids)].mean()))
-    if not written:
+        if spans is not None and spans[1] + len(listing_ids) <= model.max_context:
+            scored.append((ids, spans, len(listing_ids)))
+    if not scored:
         raise PicoError(f"no scored story in the {len(stories)} val stories holds both lists in context")
-    return {"stories": len(written), "written_nats_per_token": round(sum(written) / len(written), 4),
-            "read_back_nats_per_token": round(sum(read_back) / len(read_back), 4)}
+    nll = position_nll(model, [ids for ids, _, _ in scored], start_id=tok.eot_id)
+    written = [nll[row, a : a + n].mean() for row, (_, (a, _), n) in enumerate(scored)]
+    read_back = [nll[row, b : b + n].mean() for row, (_, (_, b), n) in enumerate(scored)]
+    return {"stories": len(scored), "written_nats_per_token": round(float(sum(written)) / len(scored), 4),
+            "read_back_nats_per_token": round(float(sum(read_back)) / len(scored), 4)}
 
 
 @exit_on_pico_error
