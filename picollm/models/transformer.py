@@ -17,7 +17,9 @@ Initialisation follows GPT-2: N(0, 0.02) for weights, the residual output projec
 
 Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
 head_dim) on first use (in the dtype the keys come in, so it also works under autocast);
-`step` writes the new keys/values in place and attends over the filled prefix.
+`step` writes the new keys/values in place and attends over the filled prefix. A one-token step
+on a CPU cuts each weight into one slab per thread (`row_split.py`): decoding one token is bound
+by streaming the weights from memory, and one BLAS call streams on one core.
 
 `forward_with_attention` is the one way to see the attention probabilities: it recomputes each
 layer's attention written out (softmax(q k^T / sqrt(head_dim)) under the causal mask, RoPE and
@@ -36,6 +38,7 @@ from torch import nn
 
 from picollm.models.base import LanguageModel
 from picollm.models.configs import TransformerConfig
+from picollm.models.row_split import decode_parts, linear
 
 # Past this many positions the written-out attention's (T, T) work, half of it masked, costs more
 # than the fused kernel saves (docs/performance.md).
@@ -118,11 +121,11 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def project(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project(self, x: torch.Tensor, rope=None, parts: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd), RoPE applied when given."""
         B, T, _ = x.shape
         q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
-        q, k, v = self.qkv(x).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = linear(self.qkv, x, parts).split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
@@ -130,12 +133,14 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return q, k, v
 
-    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too."""
+    def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0,
+                parts: int = 1) -> torch.Tensor:
+        """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too;
+        `parts` > 1 splits the one-token matmuls over the threads (picollm/models/row_split.py)."""
         if cache is None and start == 0 and (self.dropout == 0 or not self.training) and written_out_attention_is_faster(x):
             return self.explicit(x, rope)[0]
         B, T, d = x.shape
-        q, k, v = self.project(x, rope)
+        q, k, v = self.project(x, rope, parts)
         mask, is_causal = None, T > 1
         if cache is not None:
             k, v = cache.update(layer, start, k, v)
@@ -156,7 +161,7 @@ class CausalSelfAttention(nn.Module):
             is_causal=is_causal,
             enable_gqa=self.n_kv_head != self.n_head,
         )
-        y = self.proj(y.transpose(1, 2).reshape(B, T, d))
+        y = linear(self.proj, y.transpose(1, 2).reshape(B, T, d), parts)
         return self.resid_dropout(y) if self.training else y  # identity in eval: skip the call
 
     def explicit(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,14 +195,14 @@ class MLP(nn.Module):
         self.proj = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc(x)
+    def forward(self, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
+        h = linear(self.fc, x, parts)
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
             h = F.gelu(h, approximate=self.gelu_approximate)
-        h = self.proj(h)
+        h = linear(self.proj, h, parts)
         return self.dropout(h) if self.training else h  # identity in eval: skip the call
 
 
@@ -210,15 +215,15 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0,
-                maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+                maps: list[torch.Tensor] | None = None, parts: int = 1) -> torch.Tensor:
         """With `maps` (a list), attention is computed explicitly and its probabilities appended."""
         if maps is None:
-            x = x + self.attn(self.norm1(x), rope, start, cache, layer)
+            x = x + self.attn(self.norm1(x), rope, start, cache, layer, parts)
         else:
             attended, probs = self.attn.explicit(self.norm1(x), rope)
             maps.append(probs)
             x = x + attended
-        return x + self.mlp(self.norm2(x))
+        return x + self.mlp(self.norm2(x), parts)
 
 
 class Transformer(LanguageModel):
@@ -253,7 +258,8 @@ class Transformer(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None, maps: list | None = None) -> torch.Tensor:
+    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None, maps: list | None = None,
+             parts: int = 1) -> torch.Tensor:
         T = idx.size(1)
         x = self.tok_emb(idx)
         rope = None
@@ -266,8 +272,8 @@ class Transformer(LanguageModel):
         if self.training:  # dropout is the identity in eval; skipping the call saves decode time
             x = self.drop(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, rope, start, cache, layer, maps)
-        return self.head(self.norm_f(x))
+            x = block(x, rope, start, cache, layer, maps, parts)
+        return linear(self.head, self.norm_f(x), parts)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         self.check_input(idx)
@@ -297,7 +303,7 @@ class Transformer(LanguageModel):
         end = state.length + idx.size(1)
         if end > state.capacity:
             raise ValueError(f"the KV cache holds {state.capacity} tokens; {end} do not fit, re-prefill a new one")
-        logits = self._run(idx, state.length, state)
+        logits = self._run(idx, state.length, state, parts=decode_parts(idx))
         return logits, KVCache(state.batch_size, state.capacity, state.keys, state.values, end)
 
     def flops_per_token(self, context_len: int) -> float:

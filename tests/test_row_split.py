@@ -1,0 +1,92 @@
+"""One-token decoding splits its matmuls over the threads (picollm/models/row_split.py) and gets
+the very bits the plain `F.linear` gets, so no decoded token depends on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import picollm.models.transformer as transformer
+from picollm.models.registry import build_model
+from picollm.models.row_split import SLAB_ROW_MULTIPLE, decode_parts, linear
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # conftest runs the tests on one; the split needs several
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_a_split_one_row_product_equals_the_plain_one_bit_for_bit(two_threads, parts):
+    torch.manual_seed(0)
+    split_some = False
+    for n_in in (64, 96, 128, 256, 384, 1024):
+        for n_out in (48, 128, 256, 384, 768, 1024, 2048, 3072, 4096, 50304):
+            for bias in (True, False):
+                module = nn.Linear(n_in, n_out, bias=bias)
+                x = torch.randn(1, 1, n_in)
+                with torch.inference_mode():
+                    split, plain = linear(module, x, parts), module(x)
+                assert split.shape == plain.shape == (1, 1, n_out)
+                assert torch.equal(split, plain), (n_in, n_out, bias)
+                split_some |= n_out % (parts * SLAB_ROW_MULTIPLE) == 0
+    assert split_some
+
+
+def test_what_is_not_split_goes_through_the_module_unchanged(two_threads):
+    calls = []
+    big, small = nn.Linear(256, 1024), nn.Linear(16, 256)
+    for module in (big, small):
+        module.register_forward_hook(lambda *_: calls.append(1))
+    with torch.inference_mode():
+        linear(big, torch.randn(1, 1, 256), 3)  # rows that do not divide into 3 slabs
+        linear(big, torch.randn(1, 3, 256), 2)  # several rows
+        linear(big, torch.randn(1, 1, 256), 1)  # no split asked
+        linear(small, torch.randn(1, 1, 16), 2)  # slabs too small for the BLAS
+        assert calls == [1, 1, 1, 1]
+        linear(big, torch.randn(1, 1, 256), 2)  # split: the batched matmul, not the module
+    assert calls == [1, 1, 1, 1]
+
+
+def test_only_one_float32_token_on_a_cpu_is_split(two_threads):
+    one = torch.zeros(1, 1, dtype=torch.long)
+    assert decode_parts(one) == 2
+    assert decode_parts(torch.zeros(1, 4, dtype=torch.long)) == 1  # a prefill
+    assert decode_parts(torch.zeros(3, 1, dtype=torch.long)) == 1  # a batch
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert decode_parts(one) == 1
+    torch.set_num_threads(1)
+    assert decode_parts(one) == 1
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "llama3lite"])
+def test_decoding_steps_give_the_same_logits_with_and_without_the_split(two_threads, monkeypatch, preset):
+    torch.manual_seed(0)
+    spec = {"family": "transformer", "preset": preset, "d_model": 128, "n_head": 4, "n_layer": 2, "d_ff": 512}
+    if preset == "llama3lite":
+        spec["n_kv_head"] = 2
+    model = build_model(spec, vocab_size=512, block_size=32, pad_id=0, key="models.test").eval()
+    tokens = torch.randint(0, 512, (1, 24), generator=torch.Generator().manual_seed(1))
+    batched = []
+    for name in ("bmm", "baddbmm"):
+        original = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *args, _f=original: batched.append(1) or _f(*args))
+
+    def step_logits() -> list[torch.Tensor]:
+        with torch.inference_mode():
+            logits, state = model.step(tokens[:, :4], model.init_state(1))
+            out = [logits]
+            for t in range(4, tokens.size(1)):
+                logits, state = model.step(tokens[:, t : t + 1], state)
+                out.append(logits)
+        return out
+
+    split = step_logits()
+    assert len(batched) >= 20 * 4  # most of each step's matmuls were split
+    monkeypatch.setattr(transformer, "decode_parts", lambda idx: 1)
+    plain = step_logits()
+    assert all(torch.equal(a, b) for a, b in zip(split, plain, strict=True))
