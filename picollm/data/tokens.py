@@ -43,13 +43,13 @@ def encode_stream(tokenizer: Tokenizer, texts: list[str], threads: int, pool: Th
     """
     dtype = token_dtype(tokenizer.vocab_size)
     if threads <= 1 or len(texts) < 2 * threads:
-        return np.asarray(tokenizer.encode_documents(texts), dtype=dtype)
+        return tokenizer.encode_documents(texts).astype(dtype, copy=False)
     size = -(-len(texts) // threads)
     parts = [texts[start : start + size] for start in range(0, len(texts), size)]
     own = pool is None
     pool = pool or ThreadPoolExecutor(threads)
     try:
-        results = list(pool.map(lambda part: np.asarray(tokenizer.encode_documents(part), dtype=dtype), parts))
+        results = list(pool.map(lambda part: tokenizer.encode_documents(part).astype(dtype, copy=False), parts))
     finally:
         if own:
             pool.shutdown()
