@@ -1,1 +1,1 @@
-"""The model families (k-gram MLP, LSTM, Transformer), their configs and presets, and the registry that builds them."""
+"""The model families, their configs, presets and registry."""

@@ -1,4 +1,4 @@
-"""One-token decoding's matrix-vector products, spread over every core of a CPU.
+"""Decoding's one-row matmuls on every core: one slab of each weight per thread.
 
 Decoding one token multiplies a single row of activations by every weight matrix: a
 matrix-vector product that reads each weight once for 2 FLOPs, so it is bound by how fast the
