@@ -9,7 +9,7 @@ from torch import nn
 
 import picollm.models.transformer as transformer
 from picollm.models.registry import build_model
-from picollm.models.row_split import SLAB_ROW_MULTIPLE, decode_parts, linear
+from picollm.models.row_split import decode_parts, linear, slab_count
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("parts", [2, 4])
+@pytest.mark.parametrize("parts", [2, 3, 4, 8])
 def test_a_split_one_row_product_equals_the_plain_one_bit_for_bit(two_threads, parts):
     torch.manual_seed(0)
     split_some = False
@@ -33,7 +33,7 @@ def test_a_split_one_row_product_equals_the_plain_one_bit_for_bit(two_threads, p
                     split, plain = linear(module, x, parts), module(x)
                 assert split.shape == plain.shape == (1, 1, n_out)
                 assert torch.equal(split, plain), (n_in, n_out, bias)
-                split_some |= n_out % (parts * SLAB_ROW_MULTIPLE) == 0
+                split_some |= slab_count(n_out, n_in, parts) == parts
     assert split_some
 
 
@@ -43,7 +43,7 @@ def test_what_is_not_split_goes_through_the_module_unchanged(two_threads):
     for module in (big, small):
         module.register_forward_hook(lambda *_: calls.append(1))
     with torch.inference_mode():
-        linear(big, torch.randn(1, 1, 256), 3)  # rows that do not divide into 3 slabs
+        linear(big, torch.randn(1, 1, 256), 3)  # rows that do not divide into 3 slabs (nor 1)
         linear(big, torch.randn(1, 3, 256), 2)  # several rows
         linear(big, torch.randn(1, 1, 256), 1)  # no split asked
         linear(small, torch.randn(1, 1, 16), 2)  # slabs too small for the BLAS
@@ -90,3 +90,11 @@ def test_decoding_steps_give_the_same_logits_with_and_without_the_split(two_thre
     monkeypatch.setattr(transformer, "decode_parts", lambda idx: 1)
     plain = step_logits()
     assert all(torch.equal(a, b) for a, b in zip(split, plain, strict=True))
+
+
+def test_more_threads_than_a_weight_takes_split_it_into_fewer_slabs():
+    assert slab_count(768, 256, 16) == 4  # 48 and 96 rows are not whole blocks; 192 are
+    assert slab_count(1024, 256, 16) == 16  # 64 rows of 256: just at SLAB_MIN_WEIGHTS
+    assert slab_count(1024, 128, 16) == 8  # 64 rows of 128 are too few weights, 128 rows enough
+    assert slab_count(768, 256, 6) == 6 and slab_count(768, 256, 5) == 2
+    assert slab_count(96, 256, 2) == 1 and slab_count(1024, 256, 1) == 1
