@@ -55,7 +55,8 @@ def _decode(
     use_cache: bool,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row, (batch_size,), for max_new_tokens steps."""
-    model.eval()
+    if any(module.training for module in model.modules()):  # reading is cheaper than eval()'s setting
+        model.eval()
     max_context = model.max_context
     device = next(model.parameters()).device
     with torch.inference_mode():

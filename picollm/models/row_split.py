@@ -1,37 +1,45 @@
-"""Decoding's one-row matmuls on every core: one slab of each weight per thread.
+"""Decoding's few-row matmuls on every core: one slab of each weight per thread.
 
-Decoding one token multiplies a single row of activations by every weight matrix: a
-matrix-vector product that reads each weight once for 2 FLOPs, so it is bound by how fast the
-weights stream in from memory. The BLAS runs a one-row `F.linear` on one core, which leaves the
-other cores' share of the memory bandwidth unused. Cutting the weight's output rows into one slab
-per thread and multiplying the slabs as one batched matmul lets each core stream its own slab
-(docs/performance.md, "Decoding").
+Decoding one token multiplies a single row of activations by every weight matrix (a short
+prompt's prefill, a few rows): a matrix-vector product that reads each weight once for 2 FLOPs
+per row, so it is bound by how fast the weights stream in from memory. The BLAS runs such a
+product on one core, which leaves the other cores' share of the memory bandwidth unused. Cutting
+the weight's output rows into one slab per thread and multiplying the slabs as one batched matmul
+lets each core stream its own slab (docs/performance.md, "Decoding").
 
 The slabs are views of the weight (nothing is copied or kept), and each output element is the
-same dot product, over the same inputs in the same order, that `F.linear` computes, so the result
-is bitwise equal and no decoded token depends on the thread count through this path
-(tests/test_row_split.py). That holds only where both calls reach the same BLAS kernel, which is
-why the split is this narrow: one row (for a few rows the BLAS picks different kernels for the
-batched and the plain call), slabs of at least SLAB_MIN_WEIGHTS (torch multiplies small matrices
-with its own code, not the BLAS), and slabs of a multiple of SLAB_ROW_MULTIPLE rows (the BLAS
-handles a trailing block of rows with its own summation, so a slab must end where the plain
-call's blocks end).
+same dot product that `F.linear` computes, so where both calls reach the same BLAS kernel the
+result is bitwise equal and no decoded token depends on the split. Which kernel the BLAS picks
+depends on the CPU, the thread count and the row count, in no pattern one could write down
+(docs/performance.md has a scan), so the equality is not assumed: the first split of each shape
+is checked against the plain call on random rows, and a shape that differs is never split in
+this process. A kernel's summation order does not depend on the data, so one
+check per shape settles it. Beyond that check the split asks for what makes it pay and what the
+kernels need to agree at all: at most SPLIT_MAX_ROWS rows (more go to the BLAS's own threads),
+slabs of at least SLAB_MIN_WEIGHTS (torch multiplies small matrices with its own code, not the
+BLAS) and of a multiple of SLAB_ROW_MULTIPLE rows (the BLAS sums a trailing block of rows its own
+way, so a slab must end where the plain call's blocks end).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+SPLIT_MAX_ROWS = 4
 SLAB_MIN_WEIGHTS = 16384
 SLAB_ROW_MULTIPLE = 64
+
+# (n_out, n_in, rows, slabs, has a bias, threads) -> whether the split gave the plain call's bits
+_split_is_exact: dict[tuple[int, int, int, int, bool, int], bool] = {}
 
 
 def decode_parts(idx: torch.Tensor) -> int:
     """At most how many slabs each weight is cut into for a step over token ids `idx` (B, T): one
-    per thread for a single token on a CPU in float32, 1 (no split) otherwise. Autocast is left
-    alone: its bf16 matmuls take other kernels, for which the equality is not established."""
-    if idx.numel() != 1 or idx.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+    per thread for up to SPLIT_MAX_ROWS tokens on a CPU in float32, 1 (no split) otherwise.
+    Autocast is left alone: its bf16 matmuls take other kernels."""
+    if idx.numel() > SPLIT_MAX_ROWS or idx.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return 1
     return torch.get_num_threads()
 
@@ -47,22 +55,46 @@ def slab_count(n_out: int, n_in: int, parts: int) -> int:
     return 1
 
 
+def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, slabs: int) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` for x of (rows, n_in), as `slabs` slabs of the weight's output
+    rows in one batched matmul."""
+    rows, n_in = x.shape
+    slab_rows = weight.size(0) // slabs
+    weights = weight.view(slabs, slab_rows, n_in).transpose(1, 2)  # (slabs, n_in, slab_rows)
+    inputs = x.unsqueeze(0).expand(slabs, rows, n_in)
+    if bias is None:
+        out = torch.bmm(inputs, weights)
+    else:
+        out = torch.baddbmm(bias.view(slabs, 1, slab_rows), inputs, weights)
+    # (slabs, rows, slab_rows) -> (rows, n_out): each row's outputs slab after slab.
+    return out.transpose(0, 1).reshape(rows, -1)
+
+
+def split_is_exact(weight: torch.Tensor, bias: torch.Tensor | None, rows: int, slabs: int) -> bool:
+    """Whether `split_linear` gives `F.linear`'s bits for this shape here: checked once per shape
+    and thread count, on this weight (no copy of it is made) and random rows from a generator of
+    its own (the global one, which sampling draws from, is not touched). A weight whose products
+    are all zero would prove nothing, so it counts as inexact."""
+    key = (*weight.shape, rows, slabs, bias is not None, torch.get_num_threads())
+    if key not in _split_is_exact:
+        with torch.no_grad():
+            x = torch.rand(rows, weight.size(1), generator=torch.Generator().manual_seed(0)).sub_(0.5)
+            plain = F.linear(x, weight, bias)
+            split = split_linear(x, weight, bias, slabs)
+        _split_is_exact[key] = bool(plain.any()) and torch.equal(split, plain)
+    return _split_is_exact[key]
+
+
 def linear(module: nn.Linear, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
-    """`module(x)`; with `parts` > 1 and a single row of x, computed as `slab_count` slabs of the
-    weight in one batched matmul (unless that count is 1)."""
+    """`module(x)`, bit for bit; with `parts` > 1 and at most SPLIT_MAX_ROWS rows of x, computed
+    as `slab_count` slabs of the weight in one batched matmul where that count is over 1 and the
+    split is exact for this shape (`split_is_exact`)."""
     weight, bias = module.weight, module.bias
     n_out, n_in = weight.shape
-    if parts <= 1 or x.numel() != n_in or weight.dtype != torch.float32 or not weight.is_contiguous():
+    rows = x.numel() // n_in
+    if parts <= 1 or not 0 < rows <= SPLIT_MAX_ROWS or weight.dtype != torch.float32 or not weight.is_contiguous():
         return module(x)
-    parts = slab_count(n_out, n_in, parts)
-    if parts == 1:
+    slabs = slab_count(n_out, n_in, parts)
+    if slabs == 1 or not split_is_exact(weight, bias, rows, slabs):
         return module(x)
-    slab_rows = n_out // parts
-    slabs = weight.view(parts, slab_rows, n_in).transpose(1, 2)  # (parts, n_in, slab_rows)
-    rows = x.reshape(1, 1, n_in).expand(parts, 1, n_in)
-    if bias is None:
-        out = torch.bmm(rows, slabs)
-    else:
-        out = torch.baddbmm(bias.view(parts, 1, slab_rows), rows, slabs)
-    # (parts, 1, slab_rows) holds the outputs in order: slab after slab.
-    return out.view(*x.shape[:-1], n_out)
+    return split_linear(x.reshape(rows, n_in), weight, bias, slabs).view(*x.shape[:-1], n_out)
