@@ -136,7 +136,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, rope=None, start: int = 0, cache: KVCache | None = None, layer: int = 0,
                 parts: int = 1) -> torch.Tensor:
         """x (B, T, d) at absolute positions start..start+T-1, attending to the cached ones too;
-        `parts` > 1 splits the one-token matmuls over the threads (picollm/models/row_split.py)."""
+        `parts` > 1 splits a few-token step's matmuls over the threads (picollm/models/row_split.py)."""
         if cache is None and start == 0 and (self.dropout == 0 or not self.training) and written_out_attention_is_faster(x):
             return self.explicit(x, rope)[0]
         B, T, d = x.shape
