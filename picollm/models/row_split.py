@@ -1,7 +1,7 @@
 """Decoding's few-row matmuls on every core: one slab of each weight per thread.
 
 Decoding one token multiplies a single row of activations by every weight matrix (a short
-prompt's prefill, a few rows): a matrix-vector product that reads each weight once for 2 FLOPs
+prompt's prefill, or a few samples at once, a few rows): a matrix-vector product that reads each weight once for 2 FLOPs
 per row, so it is bound by how fast the weights stream in from memory. The BLAS runs such a
 product on one core, which leaves the other cores' share of the memory bandwidth unused. Cutting
 the weight's output rows into one slab per thread and multiplying the slabs as one batched matmul
@@ -13,12 +13,12 @@ result is bitwise equal and no decoded token depends on the split. Which kernel 
 depends on the CPU, the thread count and the row count, in no pattern one could write down
 (docs/performance.md has a scan), so the equality is not assumed: the first split of each shape
 is checked against the plain call on random rows, and a shape that differs is never split in
-this process. A kernel's summation order does not depend on the data, so one
-check per shape settles it. Beyond that check the split asks for what makes it pay and what the
-kernels need to agree at all: at most SPLIT_MAX_ROWS rows (more go to the BLAS's own threads),
-slabs of at least SLAB_MIN_WEIGHTS (torch multiplies small matrices with its own code, not the
-BLAS) and of a multiple of SLAB_ROW_MULTIPLE rows (the BLAS sums a trailing block of rows its own
-way, so a slab must end where the plain call's blocks end).
+this process. A kernel's summation order does not depend on the data, so one check per shape
+settles it. Beyond that check the split asks for what makes it pay and what the kernels need to
+agree at all: at most SPLIT_MAX_ROWS rows (past that, a prefill's other work outweighs what the
+split saves), slabs of at least SLAB_MIN_WEIGHTS (torch multiplies small matrices with its own
+code, not the BLAS) and of a multiple of SLAB_ROW_MULTIPLE rows (the BLAS sums a trailing block of
+rows its own way, so a slab must end where the plain call's blocks end).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SPLIT_MAX_ROWS = 4
+SPLIT_MAX_ROWS = 16
 SLAB_MIN_WEIGHTS = 16384
 SLAB_ROW_MULTIPLE = 64
 
@@ -92,7 +92,9 @@ def linear(module: nn.Linear, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
     weight, bias = module.weight, module.bias
     n_out, n_in = weight.shape
     rows = x.numel() // n_in
-    if parts <= 1 or not 0 < rows <= SPLIT_MAX_ROWS or weight.dtype != torch.float32 or not weight.is_contiguous():
+    if parts <= 1 or not 0 < rows <= SPLIT_MAX_ROWS or x.size(-1) != n_in:
+        return module(x)  # (which also raises on a wrong width)
+    if weight.dtype != torch.float32 or x.dtype != torch.float32 or not weight.is_contiguous():
         return module(x)
     slabs = slab_count(n_out, n_in, parts)
     if slabs == 1 or not split_is_exact(weight, bias, rows, slabs):
