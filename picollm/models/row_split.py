@@ -1,8 +1,8 @@
 """Decoding's few-row matmuls on every core: one slab of each weight per thread.
 
 Decoding one token multiplies a single row of activations by every weight matrix (a short
-prompt's prefill, or a few samples at once, a few rows): a matrix-vector product that reads each weight once for 2 FLOPs
-per row, so it is bound by how fast the weights stream in from memory. The BLAS runs such a
+prompt's prefill, or a few samples at once, a few rows): a matrix-vector product that reads each
+weight once for 2 FLOPs per row, so it is bound by how fast the weights stream in from memory. The BLAS runs such a
 product on one core, which leaves the other cores' share of the memory bandwidth unused. Cutting
 the weight's output rows into one slab per thread and multiplying the slabs as one batched matmul
 lets each core stream its own slab (docs/performance.md, "Decoding").

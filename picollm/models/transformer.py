@@ -17,9 +17,10 @@ Initialisation follows GPT-2: N(0, 0.02) for weights, the residual output projec
 
 Incremental decoding uses a KV cache preallocated per layer as (B, n_kv_head, max_seq_len,
 head_dim) on first use (in the dtype the keys come in, so it also works under autocast);
-`step` writes the new keys/values in place and attends over the filled prefix. A one-token step
-on a CPU cuts each weight into one slab per thread (`row_split.py`): decoding one token is bound
-by streaming the weights from memory, and one BLAS call streams on one core.
+`step` writes the new keys/values in place and attends over the filled prefix. A step of a few
+tokens on a CPU cuts each weight into one slab per thread where that gives the same bits
+(`row_split.py`): such a step is bound by streaming the weights from memory, and one BLAS call
+streams on one core.
 
 `forward_with_attention` is the one way to see the attention probabilities: it recomputes each
 layer's attention written out (softmax(q k^T / sqrt(head_dim)) under the causal mask, RoPE and
